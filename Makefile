@@ -1,0 +1,50 @@
+# hz-sidecar: entry points. `make run` and `make test` work on a fresh checkout.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= config/sidecar.yaml
+PROTO  := protos/hzsidecar/v1/mapstore.proto
+GEN    := hzsidecar/v1/mapstore_pb2.py
+
+.PHONY: install proto proto-gen run test unit lint shim clean
+
+install: $(VENV)/.installed $(GEN)
+
+# The editable install is made twice: once to get the code generator, once more
+# after generation so that the generated `hzsidecar` package is importable too.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory proto-gen
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Generated protobuf/gRPC code (with mypy stubs): produced by the build, never edited.
+proto: $(GEN)
+$(GEN): $(PROTO) $(VENV)/.installed
+	$(MAKE) --no-print-directory proto-gen
+
+proto-gen:
+	mkdir -p hzsidecar/v1
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
+	    --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO)
+	touch hzsidecar/__init__.py hzsidecar/v1/__init__.py hzsidecar/py.typed
+
+run: install
+	mkdir -p data
+	$(VENV)/bin/hz-sidecar run --config $(CONFIG)
+
+lint: install
+	$(VENV)/bin/ruff check sidecar tests
+	$(VENV)/bin/ruff format --check sidecar tests
+	$(VENV)/bin/mypy sidecar
+
+test: install lint
+	$(VENV)/bin/pytest -q
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+clean:
+	rm -rf $(VENV) hzsidecar build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,166 @@
+"""The provider interface: what a backing store must do for the sidecar.
+
+A provider sees decoded, store-ready entries (readable JSON plus what an exact
+round trip needs), never Hazelcast bytes: the codec sits in front of it. Every
+method is a coroutine and must not block the event loop. A provider is opened
+once (``open``) on the loop that will use it and closed once (``close``); both
+are idempotent.
+
+Semantics per store kind (the reference's persistence guide):
+
+* ``StoreKind.EVENT`` (``*_ES`` maps): append-only. Storing an entry whose key
+  already exists keeps the first one and is not an error, so a retried batch
+  neither duplicates nor fails. ``load_all_keys`` is only called when the map
+  is configured EAGER.
+* ``StoreKind.VIEW`` (``*_VIEW`` maps): upsert, the latest write wins.
+
+Third-party providers subclass :class:`Provider` and register the class in the
+``hz_sidecar.providers`` entry point group; the conformance suite in
+``tests/conformance.py`` states the behaviour they must show.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class StoreKind(enum.StrEnum):
+    """How a map's entries are written: the reference's two store types."""
+
+    EVENT = "event"
+    VIEW = "view"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A map key as stored.
+
+    ``text`` is the readable canonical form (the ``map_key`` / ``view_key``
+    column, unique within a map); ``format`` tells the codec how to turn it
+    back into the member's ``Data`` bytes.
+    """
+
+    text: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """A map value as stored.
+
+    ``document`` is JSON text a person can read (``{"amount": 12.5, ...}``);
+    together with ``format`` and, for Compact values, the schema named by
+    ``schema_id``, it converts back to the exact bytes the member sent.
+    """
+
+    format: str
+    document: str
+    type_name: str | None = None
+    schema_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventColumns:
+    """The reference's event columns, extracted from an event record by the router."""
+
+    aggregate_id: str | None = None
+    sequence: int | None = None
+    event_type: str | None = None
+    timestamp_millis: int | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEntry:
+    """One entry of a store call."""
+
+    key: StoredKey
+    value: StoredValue
+    event: EventColumns | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRecord:
+    """A Compact schema as persisted: its id, type name and (name, FieldKind id) pairs."""
+
+    schema_id: int
+    type_name: str
+    fields: tuple[tuple[str, int], ...]
+
+
+class Provider(abc.ABC):
+    """Base class of every provider.
+
+    Args:
+        settings: the provider's block of the configuration, as a mapping.
+            A provider validates it in ``__init__`` and raises
+            :class:`sidecar.errors.ConfigError` naming the offending key.
+    """
+
+    #: The name the configuration uses to select this provider.
+    name: ClassVar[str]
+    #: True when every sidecar of a cluster sees the same data (PostgreSQL);
+    #: False for per-process stores (SQLite, memory), which the configuration
+    #: check refuses for a cluster of several members.
+    shared: ClassVar[bool] = False
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+
+    async def open(self) -> None:  # noqa: B027 - optional hook, idempotent by contract
+        """Acquire resources (pools, files, migrations). Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, idempotent by contract
+        """Release every resource. Idempotent; never hangs."""
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations; return the versions applied now.
+
+        Providers without migrations return an empty list.
+        """
+        return []
+
+    @abc.abstractmethod
+    async def is_available(self) -> bool:
+        """Whether the store answers right now (drives the health service)."""
+
+    @abc.abstractmethod
+    async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
+        """Write ``entries`` of one map in one transaction: all of them or none.
+
+        Args:
+            map_name: the IMap name.
+            kind: EVENT (insert, first write kept) or VIEW (upsert, latest wins).
+            entries: keys are unique within one call.
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached; nothing written.
+        """
+
+    @abc.abstractmethod
+    async def load(
+        self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]
+    ) -> list[StoreEntry]:
+        """Return the stored entries among ``keys``; missing keys are absent."""
+
+    @abc.abstractmethod
+    async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
+        """Delete ``keys`` in one transaction; return how many were present."""
+
+    @abc.abstractmethod
+    def load_all_keys(
+        self, map_name: str, kind: StoreKind, batch_size: int
+    ) -> AsyncIterator[list[StoredKey]]:
+        """Yield every stored key of the map in batches of at most ``batch_size``."""
+
+    @abc.abstractmethod
+    async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
+        """Persist schemas (idempotent: a known id is kept as it is)."""
+
+    @abc.abstractmethod
+    async def get_schemas(self) -> list[SchemaRecord]:
+        """Return every persisted schema."""
