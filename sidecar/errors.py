@@ -80,6 +80,12 @@ class UnknownSchemaError(SidecarError):
         self.schema_id = schema_id
 
 
+class PersistenceDisabledError(SidecarError):
+    """``framework.persistence.enabled`` is false: the sidecar refuses to drop writes silently."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class UnroutedMapError(SidecarError):
     """No route in the configuration matches the map name."""
 

@@ -1,0 +1,160 @@
+"""``hz-sidecar``: run the sidecar, check a configuration, apply migrations.
+
+Exit codes: 0 success; 1 unexpected failure; 2 invalid configuration or usage;
+3 the provider cannot be reached (``check``, ``migrate``, or ``run`` at start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from sidecar.config import SidecarConfig, load_config
+from sidecar.errors import ConfigError, SidecarError, StoreError, StoreUnavailableError
+from sidecar.providers import create_provider
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+log = logging.getLogger("sidecar")
+
+
+def _version() -> str:
+    try:
+        return version("hz-sidecar")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; structured ``extra`` fields are kept."""
+
+    _RESERVED = frozenset(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in self._RESERVED and not name.startswith("_"):
+                document[name] = value
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hz-sidecar",
+        description="Persistence sidecar for Hazelcast IMaps (MapStore over gRPC).",
+        epilog="Exit codes: 0 ok, 1 failure, 2 invalid configuration, 3 store unreachable.",
+    )
+    parser.add_argument("--version", action="version", version=f"hz-sidecar {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="YAML configuration file (default: built-in defaults plus HZ_SIDECAR_* "
+            "environment variables)",
+        )
+        sub.add_argument("--log-level", help="override logging.level")
+        return sub
+
+    command("run", "Serve the MapStore gRPC service until SIGTERM/SIGINT.")
+    command("check", "Validate the configuration and reach the provider.")
+    command("migrate", "Apply the provider's pending schema migrations.")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> SidecarConfig:
+    config = load_config(args.config)
+    level = args.log_level.upper() if args.log_level else config.logging.level
+    configure_logging(level, config.logging.format)
+    return config
+
+
+async def _check(config: SidecarConfig) -> int:
+    provider = create_provider(config.provider.name, config.provider.settings)
+    try:
+        await provider.open()
+        if not await provider.is_available():
+            print(f"provider {config.provider.name}: not available", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    finally:
+        await provider.close()
+    routes = ", ".join(f"{r.pattern} -> {r.kind.value}" for r in config.maps)
+    print(
+        f"configuration OK; provider {config.provider.name} available; "
+        f"listen {config.listen.address}; routes: {routes}; "
+        f"persistence {'enabled' if config.persistence.enabled else 'disabled'}"
+    )
+    return EXIT_OK
+
+
+async def _migrate(config: SidecarConfig) -> int:
+    provider = create_provider(config.provider.name, config.provider.settings)
+    try:
+        applied = await provider.migrate()
+    finally:
+        await provider.close()
+    print(f"applied migrations: {', '.join(applied)}" if applied else "schema is up to date")
+    return EXIT_OK
+
+
+async def _run(config: SidecarConfig) -> int:
+    from sidecar.server import serve
+
+    await serve(config)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _load(args)
+        handler = {"run": _run, "check": _check, "migrate": _migrate}[args.command]
+        return asyncio.run(handler(config))
+    except ConfigError as exc:
+        print(f"hz-sidecar: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreUnavailableError as exc:
+        print(f"hz-sidecar: store unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except (StoreError, SidecarError) as exc:
+        print(f"hz-sidecar: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Configuration: one YAML file (plus environment overrides) into a typed model.
+
+Keys are kebab-case, as in the reference framework's ``framework.persistence``
+block, whose keys and defaults are kept exactly. An unknown key or a wrong
+value is an error that names it (``maps[1].kind: ...``).
+
+Environment variables override the file: ``HZ_SIDECAR_<PATH>``, with ``__``
+between levels and ``_`` for ``-`` inside a key, values parsed as YAML
+scalars. For example ``HZ_SIDECAR_LISTEN__ADDRESS=unix:///run/hz.sock`` or
+``HZ_SIDECAR_FRAMEWORK__PERSISTENCE__WRITE_DELAY_SECONDS=1``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sidecar.errors import ConfigError
+from sidecar.providers.base import StoreKind
+
+ENV_PREFIX = "HZ_SIDECAR_"
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=_kebab, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class InitialLoadMode(enum.StrEnum):
+    """Hazelcast's MapStoreConfig.InitialLoadMode."""
+
+    LAZY = "LAZY"
+    EAGER = "EAGER"
+
+
+class MaxSizePolicy(enum.StrEnum):
+    """Hazelcast's MaxSizePolicy values that apply to an IMap."""
+
+    PER_NODE = "PER_NODE"
+    PER_PARTITION = "PER_PARTITION"
+    USED_HEAP_SIZE = "USED_HEAP_SIZE"
+    USED_HEAP_PERCENTAGE = "USED_HEAP_PERCENTAGE"
+    FREE_HEAP_SIZE = "FREE_HEAP_SIZE"
+    FREE_HEAP_PERCENTAGE = "FREE_HEAP_PERCENTAGE"
+    USED_NATIVE_MEMORY_SIZE = "USED_NATIVE_MEMORY_SIZE"
+    USED_NATIVE_MEMORY_PERCENTAGE = "USED_NATIVE_MEMORY_PERCENTAGE"
+    FREE_NATIVE_MEMORY_SIZE = "FREE_NATIVE_MEMORY_SIZE"
+    FREE_NATIVE_MEMORY_PERCENTAGE = "FREE_NATIVE_MEMORY_PERCENTAGE"
+
+
+class EvictionPolicy(enum.StrEnum):
+    LRU = "LRU"
+    LFU = "LFU"
+    RANDOM = "RANDOM"
+    NONE = "NONE"
+
+
+class EvictionConfig(_Model):
+    """The reference's ``event-store-eviction`` / ``view-store-eviction`` block."""
+
+    enabled: bool = True
+    max_size: int = Field(default=10000, ge=0)
+    max_size_policy: MaxSizePolicy = MaxSizePolicy.PER_NODE
+    eviction_policy: EvictionPolicy = EvictionPolicy.LRU
+    max_idle_seconds: int = Field(default=0, ge=0)
+
+
+class PersistenceConfig(_Model):
+    """The reference framework's ``framework.persistence`` block, same keys and defaults."""
+
+    enabled: bool = False
+    write_delay_seconds: int = Field(default=5, ge=0)
+    write_batch_size: int = Field(default=100, ge=1)
+    write_coalescing: bool = False
+    initial_load_mode: InitialLoadMode = InitialLoadMode.LAZY
+    event_store_eviction: EvictionConfig = EvictionConfig()
+    view_store_eviction: EvictionConfig = EvictionConfig(max_idle_seconds=3600)
+
+
+class FrameworkConfig(_Model):
+    persistence: PersistenceConfig = PersistenceConfig()
+
+
+class EventColumnsConfig(_Model):
+    """Which record fields fill the reference's event columns.
+
+    Field names are looked up in the top-level Compact record; a missing field
+    leaves the column NULL. ``key-pattern`` is a regular expression matched
+    against the key text whose named groups ``aggregate_id`` and ``sequence``
+    fill those columns when the record has no such fields.
+    """
+
+    event_type: str = "eventType"
+    timestamp_millis: str = "timestampMillis"
+    correlation_id: str = "correlationId"
+    aggregate_id: str = "aggregateId"
+    sequence: str = "sequence"
+    key_pattern: str | None = None
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class MapRoute(_Model):
+    """A route: maps whose name matches ``pattern`` (shell glob) and how they are stored."""
+
+    pattern: str = Field(min_length=1)
+    kind: StoreKind
+    initial_load_mode: InitialLoadMode | None = None
+    event_columns: EventColumnsConfig = EventColumnsConfig()
+
+
+def _default_routes() -> tuple[MapRoute, ...]:
+    return (
+        MapRoute(pattern="*_ES", kind=StoreKind.EVENT),
+        MapRoute(pattern="*_VIEW", kind=StoreKind.VIEW),
+    )
+
+
+class ListenConfig(_Model):
+    """Where the gRPC server listens and its transport limits."""
+
+    address: str = "127.0.0.1:50051"
+    socket_mode: str = "0660"
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    health_check_interval_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value.startswith("unix://"):
+            if not value.removeprefix("unix://"):
+                raise ValueError("unix:// address needs a socket path")
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port or unix:///path, got {value!r}")
+        return value
+
+    @field_validator("socket_mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError(f"expected an octal file mode such as 0660, got {value!r}")
+        return value
+
+    @property
+    def unix_path(self) -> str | None:
+        """The socket path for a ``unix://`` address, else None."""
+        if self.address.startswith("unix://"):
+            return self.address.removeprefix("unix://")
+        return None
+
+
+class ProviderConfig(_Model):
+    """The provider by name (built in: memory, sqlite, postgres; or an entry point) and its settings."""
+
+    name: str = "sqlite"
+    settings: dict[str, Any] = Field(default_factory=lambda: {"path": "data/hz-sidecar.db"})
+
+
+class LoggingConfig(_Model):
+    level: str = "INFO"
+    format: str = "text"
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return upper
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value not in {"text", "json"}:
+            raise ValueError(f"expected 'text' or 'json', got {value!r}")
+        return value
+
+
+class SidecarConfig(_Model):
+    """The whole configuration file."""
+
+    listen: ListenConfig = ListenConfig()
+    provider: ProviderConfig = ProviderConfig()
+    maps: tuple[MapRoute, ...] = Field(default_factory=_default_routes)
+    framework: FrameworkConfig = FrameworkConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def persistence(self) -> PersistenceConfig:
+        return self.framework.persistence
+
+
+def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower().replace("_", "-") for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty key segment")
+        node: dict[str, Any] = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"environment variable {name}: {part!r} is not a mapping in the configuration"
+                )
+            node = child
+        try:
+            node[path[-1]] = yaml.safe_load(environ[name]) if environ[name] else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment variable {name}: not a YAML value: {exc}") from exc
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ""
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        lines.append(f"{loc or '<root>'}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(
+    data: Mapping[str, Any] | None, *, environ: Mapping[str, str] | None = None
+) -> SidecarConfig:
+    """Validate a configuration mapping (as loaded from YAML) with environment overrides."""
+    raw: dict[str, Any] = dict(data or {})
+    raw = _env_overrides(raw, os.environ if environ is None else environ)
+    try:
+        return SidecarConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+
+
+def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = None) -> SidecarConfig:
+    """Read and validate the YAML file at ``path`` (None: defaults and environment only)."""
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        return parse_config(data, environ=environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{path or 'configuration'}: {exc}") from exc

@@ -1,0 +1,74 @@
+"""In-memory provider, for tests and trials: nothing survives the process.
+
+It implements the exact semantics of the durable providers (first write kept
+for events, latest wins for views), so the conformance suite holds for it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from sidecar.errors import ConfigError
+from sidecar.providers.base import (
+    Provider,
+    SchemaRecord,
+    StoredKey,
+    StoreEntry,
+    StoreKind,
+)
+
+
+class MemoryProvider(Provider):
+    """Dictionaries per (store kind, map); no settings."""
+
+    name = "memory"
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        if self.settings:
+            raise ConfigError(
+                f"provider.settings: the memory provider takes no settings, got "
+                f"{', '.join(sorted(self.settings))}"
+            )
+        self._maps: dict[tuple[StoreKind, str], dict[str, StoreEntry]] = {}
+        self._schemas: dict[int, SchemaRecord] = {}
+
+    async def is_available(self) -> bool:
+        return True
+
+    def _map(self, kind: StoreKind, map_name: str) -> dict[str, StoreEntry]:
+        return self._maps.setdefault((kind, map_name), {})
+
+    async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
+        table = self._map(kind, map_name)
+        for entry in entries:
+            if kind is StoreKind.EVENT:
+                table.setdefault(entry.key.text, entry)
+            else:
+                table[entry.key.text] = entry
+
+    async def load(
+        self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]
+    ) -> list[StoreEntry]:
+        table = self._map(kind, map_name)
+        found = (table.get(key.text) for key in keys)
+        return [entry for entry in found if entry is not None]
+
+    async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
+        table = self._map(kind, map_name)
+        return sum(table.pop(key.text, None) is not None for key in {k.text: k for k in keys}.values())
+
+    async def load_all_keys(
+        self, map_name: str, kind: StoreKind, batch_size: int
+    ) -> AsyncIterator[list[StoredKey]]:
+        keys = [entry.key for entry in self._map(kind, map_name).values()]
+        for start in range(0, len(keys), batch_size):
+            yield keys[start : start + batch_size]
+
+    async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
+        for schema in schemas:
+            self._schemas.setdefault(schema.schema_id, schema)
+
+    async def get_schemas(self) -> list[SchemaRecord]:
+        return list(self._schemas.values())

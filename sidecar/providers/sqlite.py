@@ -1,0 +1,378 @@
+"""SQLite provider: the embedded default. Durable, no server, one member only.
+
+The tables mirror the PostgreSQL ones (``domain_events``, ``domain_views``,
+``hz_sidecar_schemas``), with the JSON documents in TEXT columns that
+``json_extract(event_data, '$.amount')`` can query.
+
+sqlite3 calls block, so every statement runs on one dedicated worker thread
+that owns the connection; the event loop only awaits it. WAL mode lets a
+person read the database while the sidecar writes. ``synchronous`` defaults to
+FULL: an acknowledged store survives a power loss, not only a crash.
+
+SQLite keeps its data in one file of one process's host, so it cannot serve a
+cluster of several members (see DESIGN.md, "Clusters").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sidecar.errors import ConfigError, StoreError, StoreUnavailableError
+from sidecar.providers.base import (
+    EventColumns,
+    Provider,
+    SchemaRecord,
+    StoredKey,
+    StoredValue,
+    StoreEntry,
+    StoreKind,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Versioned migrations, applied in order; PRAGMA user_version records the last one.
+_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "event store, view store and schema tables",
+        """
+        CREATE TABLE IF NOT EXISTS domain_events (
+            map_name         TEXT    NOT NULL,
+            map_key          TEXT    NOT NULL,
+            key_format       TEXT    NOT NULL,
+            aggregate_id     TEXT,
+            sequence         INTEGER,
+            event_type       TEXT,
+            event_data       TEXT    NOT NULL,
+            value_format     TEXT    NOT NULL,
+            type_name        TEXT,
+            schema_id        INTEGER,
+            timestamp_millis INTEGER,
+            correlation_id   TEXT,
+            created_at       TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (map_name, map_key)
+        );
+        CREATE INDEX IF NOT EXISTS idx_domain_events_aggregate
+            ON domain_events (aggregate_id, sequence);
+        CREATE INDEX IF NOT EXISTS idx_domain_events_type ON domain_events (event_type);
+        CREATE INDEX IF NOT EXISTS idx_domain_events_timestamp ON domain_events (timestamp_millis);
+        CREATE TABLE IF NOT EXISTS domain_views (
+            view_name           TEXT    NOT NULL,
+            view_key            TEXT    NOT NULL,
+            key_format          TEXT    NOT NULL,
+            view_data           TEXT    NOT NULL,
+            value_format        TEXT    NOT NULL,
+            type_name           TEXT,
+            schema_id           INTEGER,
+            last_updated_millis INTEGER NOT NULL,
+            created_at          TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            updated_at          TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (view_name, view_key)
+        );
+        CREATE TABLE IF NOT EXISTS hz_sidecar_schemas (
+            schema_id  INTEGER PRIMARY KEY,
+            type_name  TEXT NOT NULL,
+            fields     TEXT NOT NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        );
+        """,
+    ),
+)
+
+_EVENT_INSERT = """
+    INSERT INTO domain_events (map_name, map_key, key_format, aggregate_id, sequence, event_type,
+                               event_data, value_format, type_name, schema_id, timestamp_millis,
+                               correlation_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (map_name, map_key) DO NOTHING
+"""
+_VIEW_UPSERT = """
+    INSERT INTO domain_views (view_name, view_key, key_format, view_data, value_format, type_name,
+                              schema_id, last_updated_millis)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (view_name, view_key) DO UPDATE SET
+        key_format = excluded.key_format,
+        view_data = excluded.view_data,
+        value_format = excluded.value_format,
+        type_name = excluded.type_name,
+        schema_id = excluded.schema_id,
+        last_updated_millis = excluded.last_updated_millis,
+        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+"""
+# (table, map column, key column, data column) per store kind.
+_TABLES = {
+    StoreKind.EVENT: ("domain_events", "map_name", "map_key", "event_data"),
+    StoreKind.VIEW: ("domain_views", "view_name", "view_key", "view_data"),
+}
+# SQLite's default limit on bound parameters per statement is 32766; stay well below.
+_IN_CHUNK = 900
+_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+
+
+class SQLiteProvider(Provider):
+    """Settings: ``path`` (database file, created with its directory),
+    ``synchronous`` (FULL by default), ``busy-timeout-ms`` (5000)."""
+
+    name = "sqlite"
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        unknown = set(self.settings) - {"path", "synchronous", "busy-timeout-ms"}
+        if unknown:
+            raise ConfigError(f"provider.settings: unknown key(s) {', '.join(sorted(unknown))}")
+        path = self.settings.get("path", "data/hz-sidecar.db")
+        if not isinstance(path, str) or not path:
+            raise ConfigError("provider.settings.path: expected a file path")
+        self.path = path
+        synchronous = str(self.settings.get("synchronous", "FULL")).upper()
+        if synchronous not in _SYNCHRONOUS:
+            raise ConfigError(
+                f"provider.settings.synchronous: expected one of {sorted(_SYNCHRONOUS)}, "
+                f"got {synchronous!r}"
+            )
+        self.synchronous = synchronous
+        busy = self.settings.get("busy-timeout-ms", 5000)
+        if not isinstance(busy, int) or busy < 0:
+            raise ConfigError("provider.settings.busy-timeout-ms: expected a non-negative integer")
+        self.busy_timeout_ms = busy
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hz-sidecar-sqlite")
+        try:
+            await self._run(self._connect)
+            await self._run(self._migrate)
+        except BaseException:
+            await self.close()
+            raise
+        log.info("SQLite store open at %s (synchronous=%s)", self.path, self.synchronous)
+
+    def _connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        self._conn = conn
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        executor.shutdown(wait=True)
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; works whether or not the provider is open."""
+        if self._executor is not None:
+            return await self._run(self._migrate)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hz-sidecar-sqlite")
+        self._executor = executor
+        try:
+            await self._run(self._connect)
+            return await self._run(self._migrate)
+        finally:
+            await self.close()
+
+    def _migrate(self) -> list[str]:
+        conn = self._connection()
+        applied = []
+        (current,) = conn.execute("PRAGMA user_version").fetchone()
+        for version, description, script in _MIGRATIONS:
+            if version <= current:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("SQLite migration V%d applied: %s", version, description)
+            applied.append(str(version))
+        return applied
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailableError(f"SQLite store {self.path} is not open")
+        return self._conn
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreUnavailableError(f"SQLite store {self.path} is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            # Locked, disk I/O error, unable to open: conditions that may pass.
+            raise StoreUnavailableError(f"SQLite store {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+
+    def _transaction(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.executemany(statement, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return cursor.rowcount
+
+    # -- the provider interface --------------------------------------------------
+
+    async def is_available(self) -> bool:
+        if self._executor is None:
+            return False
+        try:
+            await self._run(self._fetch, "SELECT 1", ())
+        except Exception:  # any failure means "not available"; is_available never raises
+            log.warning("SQLite store %s is not available", self.path, exc_info=True)
+            return False
+        return True
+
+    async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
+        if not entries:
+            return
+        if kind is StoreKind.EVENT:
+            rows = [_event_row(map_name, entry) for entry in entries]
+            await self._run(self._transaction, _EVENT_INSERT, rows)
+        else:
+            now = int(time.time() * 1000)
+            view_rows = [
+                (
+                    map_name,
+                    e.key.text,
+                    e.key.format,
+                    e.value.document,
+                    e.value.format,
+                    e.value.type_name,
+                    e.value.schema_id,
+                    now,
+                )
+                for e in entries
+            ]
+            await self._run(self._transaction, _VIEW_UPSERT, view_rows)
+
+    async def load(
+        self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]
+    ) -> list[StoreEntry]:
+        if not keys:
+            return []
+        return await self._run(self._load, map_name, kind, [k.text for k in keys])
+
+    def _load(self, map_name: str, kind: StoreKind, texts: list[str]) -> list[StoreEntry]:
+        table, map_col, key_col, data_col = _TABLES[kind]
+        conn = self._connection()
+        found: list[StoreEntry] = []
+        for start in range(0, len(texts), _IN_CHUNK):
+            chunk = texts[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {key_col}, key_format, {data_col}, value_format, type_name, schema_id "
+                f"FROM {table} WHERE {map_col} = ? AND {key_col} IN ({marks})",
+                (map_name, *chunk),
+            ).fetchall()
+            found.extend(
+                StoreEntry(
+                    key=StoredKey(text=row[0], format=row[1]),
+                    value=StoredValue(
+                        format=row[3], document=row[2], type_name=row[4], schema_id=row[5]
+                    ),
+                )
+                for row in rows
+            )
+        return found
+
+    async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
+        if not keys:
+            return 0
+        table, map_col, key_col, _ = _TABLES[kind]
+        statement = f"DELETE FROM {table} WHERE {map_col} = ? AND {key_col} = ?"
+        unique = sorted({k.text for k in keys})
+        return await self._run(self._transaction, statement, [(map_name, t) for t in unique])
+
+    async def load_all_keys(
+        self, map_name: str, kind: StoreKind, batch_size: int
+    ) -> AsyncIterator[list[StoredKey]]:
+        # Keyset pagination: no cursor is held open across awaits. The first page
+        # has no lower bound, so that an empty-string key is not skipped.
+        table, map_col, key_col, _ = _TABLES[kind]
+        select = f"SELECT {key_col}, key_format FROM {table} WHERE {map_col} = ?"
+        order = f" ORDER BY {key_col} LIMIT ?"
+        query, params = select + order, (map_name, batch_size)
+        while True:
+            rows = await self._run(self._fetch, query, params)
+            if not rows:
+                return
+            yield [StoredKey(text=r[0], format=r[1]) for r in rows]
+            if len(rows) < batch_size:
+                return
+            query = f"{select} AND {key_col} > ?{order}"
+            params = (map_name, rows[-1][0], batch_size)
+
+    def _fetch(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._connection().execute(query, params).fetchall()
+
+    async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
+        rows = [(s.schema_id, s.type_name, json.dumps(s.fields)) for s in schemas]
+        if rows:
+            await self._run(
+                self._transaction,
+                "INSERT INTO hz_sidecar_schemas (schema_id, type_name, fields) VALUES (?, ?, ?) "
+                "ON CONFLICT (schema_id) DO NOTHING",
+                rows,
+            )
+
+    async def get_schemas(self) -> list[SchemaRecord]:
+        rows = await self._run(
+            self._fetch, "SELECT schema_id, type_name, fields FROM hz_sidecar_schemas", ()
+        )
+        return [
+            SchemaRecord(
+                schema_id=row[0],
+                type_name=row[1],
+                fields=tuple((str(name), int(kind)) for name, kind in json.loads(row[2])),
+            )
+            for row in rows
+        ]
+
+
+def _event_row(map_name: str, entry: StoreEntry) -> tuple[Any, ...]:
+    event = entry.event or EventColumns()
+    return (
+        map_name,
+        entry.key.text,
+        entry.key.format,
+        event.aggregate_id,
+        event.sequence,
+        event.event_type,
+        entry.value.document,
+        entry.value.format,
+        entry.value.type_name,
+        entry.value.schema_id,
+        event.timestamp_millis,
+        event.correlation_id,
+    )
