@@ -173,7 +173,7 @@ class ListenConfig(_Model):
 
 
 class ProviderConfig(_Model):
-    """The provider by name (built in: memory, sqlite, postgres; or an entry point) and its settings."""
+    """The provider by name (memory, sqlite, postgres, or an entry point) and its settings."""
 
     name: str = "sqlite"
     settings: dict[str, Any] = Field(default_factory=lambda: {"path": "data/hz-sidecar.db"})
@@ -259,7 +259,9 @@ def parse_config(
         raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
 
 
-def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = None) -> SidecarConfig:
+def load_config(
+    path: str | Path | None, *, environ: Mapping[str, str] | None = None
+) -> SidecarConfig:
     """Read and validate the YAML file at ``path`` (None: defaults and environment only)."""
     data: Any = {}
     if path is not None:

@@ -117,7 +117,9 @@ class Router:
             mode = InitialLoadMode.EAGER
         else:
             mode = self._persistence.initial_load_mode
-        pattern = re.compile(rule.event_columns.key_pattern) if rule.event_columns.key_pattern else None
+        pattern = (
+            re.compile(rule.event_columns.key_pattern) if rule.event_columns.key_pattern else None
+        )
         return Route(
             map_name=map_name,
             kind=rule.kind,

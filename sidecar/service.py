@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -134,12 +135,15 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 f"the store did not answer within the call deadline ({remaining:.3f} s)"
             ) from exc
 
-    async def _fail(self, context: grpc.aio.ServicerContext, op: str, exc: BaseException) -> NoReturn:
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, op: str, exc: BaseException
+    ) -> NoReturn:
         if isinstance(exc, SidecarError):
             log.warning("%s failed: %s (%s)", op, exc, exc.status.name)
             await context.abort(exc.status, str(exc))
         log.exception("%s failed unexpectedly", op)
         await context.abort(grpc.StatusCode.INTERNAL, f"{op}: internal error: {exc!r}")
+        raise AssertionError("ServicerContext.abort returned")  # abort always raises
 
     def _decode_key(self, map_name: str, index: int, data: bytes) -> StoredKey:
         try:
@@ -151,7 +155,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     # -- Store ---------------------------------------------------------------------
 
-    async def Store(  # noqa: N802 - gRPC method name
+    async def Store(
         self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponse:
         try:
@@ -170,7 +174,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         for index, entry in enumerate(request.entries):
             try:
                 key = self._codec.decode_key(entry.key)
-                decoded = await self._with_schemas(lambda e=entry: self._codec.decode_value(e.value))
+                decoded = await self._with_schemas(partial(self._codec.decode_value, entry.value))
             except UnknownSchemaError as exc:
                 raise UnknownSchemaError(exc.schema_id, map_name=request.map_name) from exc
             except DecodeError as exc:
@@ -214,7 +218,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     # -- Delete --------------------------------------------------------------------
 
-    async def Delete(  # noqa: N802 - gRPC method name
+    async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
         try:
@@ -231,7 +235,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     # -- Load ----------------------------------------------------------------------
 
-    async def Load(  # noqa: N802 - gRPC method name
+    async def Load(
         self, request: pb.LoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.LoadResponse:
         try:
@@ -239,7 +243,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         except Exception as exc:
             await self._fail(context, f"Load on map '{request.map_name}'", exc)
 
-    async def _load(self, request: pb.LoadRequest, context: grpc.aio.ServicerContext) -> pb.LoadResponse:
+    async def _load(
+        self, request: pb.LoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LoadResponse:
         route = self._route(request.map_name)
         requested: dict[str, tuple[StoredKey, bytes]] = {}
         for index, data in enumerate(request.keys):
@@ -259,7 +265,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 # Same text, different key type (e.g. "1" and 1): not the requested key.
                 continue
             try:
-                encoded = await self._with_schemas(lambda s=stored: self._codec.encode_value(s.value))
+                encoded = await self._with_schemas(partial(self._codec.encode_value, stored.value))
             except SidecarError as exc:
                 raise type(exc)(
                     f"stored value of key {stored.key.text!r} cannot be encoded: {exc}",
@@ -278,7 +284,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     # -- LoadAllKeys -----------------------------------------------------------------
 
-    async def LoadAllKeys(  # noqa: N802 - gRPC method name
+    async def LoadAllKeys(
         self, request: pb.LoadAllKeysRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.KeyBatch]:
         try:

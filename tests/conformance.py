@@ -95,7 +95,9 @@ class ProviderConformance:
         await provider.store("Orders_ES", EVENT, batch)
         await provider.store("Orders_ES", EVENT, batch)  # a retried batch
         await provider.store("Orders_ES", EVENT, [entry("e0", n=999)])
-        loaded = fields_of(await provider.load("Orders_ES", EVENT, [key(f"e{i}") for i in range(10)]))
+        loaded = fields_of(
+            await provider.load("Orders_ES", EVENT, [key(f"e{i}") for i in range(10)])
+        )
         assert loaded == {f"e{i}": {"n": i} for i in range(10)}
         assert sorted(await all_keys(provider, "Orders_ES", EVENT, 100)) == sorted(loaded)
 
@@ -156,9 +158,9 @@ class ProviderConformance:
 
     async def test_key_format_and_awkward_texts_round_trip(self, provider: Provider) -> None:
         texts = ["", " ", "ünïcødé ✓", "quote'd", 'dq"', "semi;colon", "a\nb", "%_like"]
-        entries = [
-            StoreEntry(key=key(t, "string"), value=doc(t=t)) for t in texts
-        ] + [StoreEntry(key=key("42", "int64"), value=doc(t=42))]
+        entries = [StoreEntry(key=key(t, "string"), value=doc(t=t)) for t in texts] + [
+            StoreEntry(key=key("42", "int64"), value=doc(t=42))
+        ]
         await provider.store("Odd_VIEW", VIEW, entries)
         loaded = await provider.load("Odd_VIEW", VIEW, [e.key for e in entries])
         assert {(e.key.text, e.key.format) for e in loaded} == {

@@ -102,8 +102,8 @@ class ClientSerialization:
         return self.service.to_object(Data(data))
 
     def register(self, schemas: typing.Iterable[pb.Schema]) -> None:
-        from hazelcast.serialization.compact import FieldDescriptor
         from hazelcast.serialization.api import FieldKind
+        from hazelcast.serialization.compact import FieldDescriptor
 
         for message in schemas:
             schema = Schema(

@@ -57,7 +57,9 @@ class MemoryProvider(Provider):
 
     async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
         table = self._map(kind, map_name)
-        return sum(table.pop(key.text, None) is not None for key in {k.text: k for k in keys}.values())
+        return sum(
+            table.pop(key.text, None) is not None for key in {k.text: k for k in keys}.values()
+        )
 
     async def load_all_keys(
         self, map_name: str, kind: StoreKind, batch_size: int

@@ -322,7 +322,8 @@ class SQLiteProvider(Provider):
         table, map_col, key_col, _ = _TABLES[kind]
         select = f"SELECT {key_col}, key_format FROM {table} WHERE {map_col} = ?"
         order = f" ORDER BY {key_col} LIMIT ?"
-        query, params = select + order, (map_name, batch_size)
+        query = select + order
+        params: tuple[Any, ...] = (map_name, batch_size)
         while True:
             rows = await self._run(self._fetch, query, params)
             if not rows:

@@ -73,20 +73,29 @@ def test_view_map_store_load_delete(sidecar: SidecarProcess, client: ClientSeria
     store(sidecar, client, "Customer_VIEW", {"k1": updated})
     assert load(sidecar, client, "Customer_VIEW", ["k1"]) == {"k1": updated}
     deleted = sidecar.stub.Delete(
-        pb.DeleteRequest(map_name="Customer_VIEW", keys=[client.to_bytes("k0"), client.to_bytes("nope")]),
+        pb.DeleteRequest(
+            map_name="Customer_VIEW", keys=[client.to_bytes("k0"), client.to_bytes("nope")]
+        ),
         timeout=10,
     )
     assert deleted.deleted == 1
-    assert load(sidecar, client, "Customer_VIEW", ["k0", "k1", "k2"]) == {"k1": updated, "k2": orders["k2"]}
+    assert load(sidecar, client, "Customer_VIEW", ["k0", "k1", "k2"]) == {
+        "k1": updated,
+        "k2": orders["k2"],
+    }
 
 
-def test_event_map_is_append_only_and_lazy(sidecar: SidecarProcess, client: ClientSerialization) -> None:
+def test_event_map_is_append_only_and_lazy(
+    sidecar: SidecarProcess, client: ClientSerialization
+) -> None:
     first = {f"e{i}": order(i) for i in range(5)}
     assert statuses(store(sidecar, client, "Orders_ES", first)) == [WRITTEN] * 5
     # A retried or repeated event is accepted and the first write is kept.
     assert statuses(store(sidecar, client, "Orders_ES", {"e0": order(42)})) == [WRITTEN]
     assert load(sidecar, client, "Orders_ES", list(first)) == first
-    batches = list(sidecar.stub.LoadAllKeys(pb.LoadAllKeysRequest(map_name="Orders_ES"), timeout=10))
+    batches = list(
+        sidecar.stub.LoadAllKeys(pb.LoadAllKeysRequest(map_name="Orders_ES"), timeout=10)
+    )
     assert batches == []
 
 
@@ -96,7 +105,9 @@ def test_view_map_load_all_keys_streams_every_key_and_load_all_is_one_call(
     items = {f"view-{i:04d}": f"value {i}" for i in range(2500)}
     assert set(statuses(store(sidecar, client, "Big_VIEW", items))) == {WRITTEN}
     batches = list(
-        sidecar.stub.LoadAllKeys(pb.LoadAllKeysRequest(map_name="Big_VIEW", batch_size=1000), timeout=30)
+        sidecar.stub.LoadAllKeys(
+            pb.LoadAllKeysRequest(map_name="Big_VIEW", batch_size=1000), timeout=30
+        )
     )
     assert [len(b.keys) for b in batches] == [1000, 1000, 500]
     keys = [client.to_object(k) for b in batches for k in b.keys]
@@ -168,7 +179,9 @@ def test_malformed_request_is_invalid_argument(
     sidecar: SidecarProcess, client: ClientSerialization, stored: dict[object, object]
 ) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        sidecar.stub.Store(pb.StoreRequest(map_name="", entries=[pb.Entry(key=b"x", value=b"y")]), timeout=5)
+        sidecar.stub.Store(
+            pb.StoreRequest(map_name="", entries=[pb.Entry(key=b"x", value=b"y")]), timeout=5
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "map_name is empty" in (info.value.details() or "")
     with pytest.raises(grpc.RpcError) as info:
@@ -182,9 +195,14 @@ def test_fingerprint_mismatch_is_invalid_argument(
     sidecar: SidecarProcess, client: ClientSerialization, stored: dict[object, object]
 ) -> None:
     value = client.to_bytes(order(5))
-    lying = [pb.Schema(type_name=s.type_name, schema_id=s.schema_id ^ 1, fields=s.fields) for s in client.schemas()]
+    lying = [
+        pb.Schema(type_name=s.type_name, schema_id=s.schema_id ^ 1, fields=s.fields)
+        for s in client.schemas()
+    ]
     request = pb.StoreRequest(
-        map_name="Customer_VIEW", entries=[pb.Entry(key=client.to_bytes("keep"), value=value)], schemas=lying
+        map_name="Customer_VIEW",
+        entries=[pb.Entry(key=client.to_bytes("keep"), value=value)],
+        schemas=lying,
     )
     with pytest.raises(grpc.RpcError) as info:
         sidecar.stub.Store(request, timeout=5)
@@ -193,11 +211,15 @@ def test_fingerprint_mismatch_is_invalid_argument(
     assert_untouched(sidecar, client, stored)
 
 
-def test_unknown_schema_id_is_failed_precondition(sidecar: SidecarProcess, stored: dict[object, object]) -> None:
+def test_unknown_schema_id_is_failed_precondition(
+    sidecar: SidecarProcess, stored: dict[object, object]
+) -> None:
     fresh = ClientSerialization()
     # A type this sidecar has never been sent, stored without its schema.
     value = fresh.to_bytes(Customer("never-sent", True))
-    request = pb.StoreRequest(map_name="Customer_VIEW", entries=[pb.Entry(key=fresh.to_bytes("keep"), value=value)])
+    request = pb.StoreRequest(
+        map_name="Customer_VIEW", entries=[pb.Entry(key=fresh.to_bytes("keep"), value=value)]
+    )
     with pytest.raises(grpc.RpcError) as info:
         sidecar.stub.Store(request, timeout=5)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -241,12 +263,15 @@ def test_an_undecodable_entry_fails_alone(
     }
 
 
-def test_rows_are_readable_in_the_database(sidecar: SidecarProcess, client: ClientSerialization) -> None:
+def test_rows_are_readable_in_the_database(
+    sidecar: SidecarProcess, client: ClientSerialization
+) -> None:
     store(sidecar, client, "Orders_ES", {"o-1": order(1)})
     db = sidecar.workdir / "data" / "store.db"
     with sqlite3.connect(db) as conn:
         amount, name = conn.execute(
-            "SELECT json_extract(event_data, '$.amount'), json_extract(event_data, '$.customer.name') "
-            "FROM domain_events WHERE map_name = 'Orders_ES' AND map_key = 'o-1'"
+            "SELECT json_extract(event_data, '$.amount'), "
+            "json_extract(event_data, '$.customer.name') FROM domain_events "
+            "WHERE map_name = 'Orders_ES' AND map_key = 'o-1'"
         ).fetchone()
     assert (amount, name) == (11.5, "c1")

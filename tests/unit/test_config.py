@@ -41,17 +41,28 @@ def test_reference_defaults_are_kept_exactly() -> None:
     [
         ({"listen": {"adress": "x"}}, "listen.adress"),
         ({"listen": {"address": "nohost"}}, "listen.address"),
-        ({"maps": [{"pattern": "*_ES", "kind": "event"}, {"pattern": "x", "kind": "log"}]}, "maps[1].kind"),
-        ({"framework": {"persistence": {"write-batch-size": 0}}}, "framework.persistence.write-batch-size"),
+        (
+            {"maps": [{"pattern": "*_ES", "kind": "event"}, {"pattern": "x", "kind": "log"}]},
+            "maps[1].kind",
+        ),
+        (
+            {"framework": {"persistence": {"write-batch-size": 0}}},
+            "framework.persistence.write-batch-size",
+        ),
         (
             {"framework": {"persistence": {"view-store-eviction": {"eviction-policy": "MRU"}}}},
             "framework.persistence.view-store-eviction.eviction-policy",
         ),
         ({"logging": {"level": "LOUD"}}, "logging.level"),
-        ({"maps": [{"pattern": "*", "kind": "event", "event-columns": {"key-pattern": "("}}]}, "key-pattern"),
+        (
+            {"maps": [{"pattern": "*", "kind": "event", "event-columns": {"key-pattern": "("}}]},
+            "key-pattern",
+        ),
     ],
 )
-def test_a_wrong_key_or_value_is_an_error_that_names_it(data: dict[str, object], named: str) -> None:
+def test_a_wrong_key_or_value_is_an_error_that_names_it(
+    data: dict[str, object], named: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, environ={})
     assert named in str(info.value)
@@ -119,7 +130,9 @@ def test_event_columns_come_from_fields_then_the_key_pattern() -> None:
                 {
                     "pattern": "*_ES",
                     "kind": "event",
-                    "event-columns": {"key-pattern": r"^(?P<aggregate_id>[^:]+):(?P<sequence>\d+)$"},
+                    "event-columns": {
+                        "key-pattern": r"^(?P<aggregate_id>[^:]+):(?P<sequence>\d+)$"
+                    },
                 }
             ]
         },
@@ -136,6 +149,8 @@ def test_event_columns_come_from_fields_then_the_key_pattern() -> None:
         1_700_000_000_000,
         "c-1",
     )
-    from_fields = route.event_columns("order-7:12", {"aggregateId": "A", "sequence": 3, "eventType": 5})
+    from_fields = route.event_columns(
+        "order-7:12", {"aggregateId": "A", "sequence": 3, "eventType": 5}
+    )
     assert (from_fields.aggregate_id, from_fields.sequence, from_fields.event_type) == ("A", 3, "5")
     assert route.event_columns("no-match", None).aggregate_id is None

@@ -88,5 +88,5 @@ def test_sqlite_settings_are_validated() -> None:
 def test_providers_are_found_by_name_and_unknown_names_are_explained() -> None:
     assert provider_class("memory") is MemoryProvider
     assert isinstance(create_provider("sqlite", {"path": "x.db"}), SQLiteProvider)
-    with pytest.raises(ProviderLoadError, match="unknown provider 'mysql'.*entry point"):
+    with pytest.raises(ProviderLoadError, match=r"unknown provider 'mysql'.*entry point"):
         provider_class("mysql")
