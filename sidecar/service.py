@@ -34,6 +34,7 @@ from sidecar.errors import (
     UnknownSchemaError,
 )
 from sidecar.providers.base import Provider, SchemaRecord, StoredKey, StoreEntry, StoreKind
+from sidecar.retry import deadline_scope
 from sidecar.routing import Route, Router
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,13 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     async def _deadline(self, context: grpc.aio.ServicerContext, awaitable: Awaitable[T]) -> T:
         remaining = context.time_remaining()
         try:
-            async with asyncio.timeout(remaining):
-                return await awaitable
+            # The retry scope ends a little before the gRPC deadline, so that a
+            # provider that keeps failing answers UNAVAILABLE rather than being
+            # cancelled into DEADLINE_EXCEEDED.
+            scope = None if remaining is None else max(remaining - 0.05, 0.0)
+            with deadline_scope(scope):
+                async with asyncio.timeout(remaining):
+                    return await awaitable
         except TimeoutError as exc:
             raise StoreTimeoutError(
                 f"the store did not answer within the call deadline ({remaining:.3f} s)"

@@ -1,0 +1,765 @@
+"""The PostgreSQL provider: the reference's ``domain_events`` / ``domain_views`` tables.
+
+Shared by every sidecar of a cluster. Built on psycopg 3 with an async
+connection pool; every store, load and delete is one statement (one round trip)
+whatever the number of entries: arrays travel as *binary* parameters (``%b``)
+into ``unnest`` / ``= ANY``, because dumping a list of JSON strings as a text
+array costs more client CPU than the server spends on the whole upsert
+(``reference/measured-ceilings.md``).
+
+Values go into JSONB columns so the database stays readable
+(``SELECT event_data->>'amount' FROM domain_events``). JSONB does not keep the
+text it was given: object keys come back sorted by length then bytes, numbers
+in PostgreSQL ``numeric`` form (``1e300`` as 301 digits, ``-0.0`` as ``0.0``)
+and duplicate keys collapse (https://www.postgresql.org/docs/current/datatype-json.html).
+``load`` therefore returns an equivalent document, not the same text; the
+codec rebuilds values by schema field name and kind, for which that is exact.
+JSONB also refuses ``\\u0000`` in strings, and text columns refuse NUL.
+
+Schema changes are versioned SQL files in ``postgres_migrations/`` applied by
+:meth:`PostgresProvider.migrate` in one transaction under an advisory lock, so
+that the sidecars of every member starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg.types.numeric import Int8
+
+from sidecar.errors import (
+    ConfigError,
+    SidecarError,
+    StoreError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
+from sidecar.providers.base import (
+    EventColumns,
+    Provider,
+    SchemaRecord,
+    StoredKey,
+    StoredValue,
+    StoreEntry,
+    StoreKind,
+)
+from sidecar.retry import RetryPolicy, call_deadline, is_transient, remaining, run_with_retry
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[TupleRow]
+
+MIGRATIONS_PACKAGE: Final = "sidecar.providers"
+MIGRATIONS_DIRECTORY: Final = "postgres_migrations"
+_MIGRATION_FILE = re.compile(r"^V(?P<version>[0-9]+)__(?P<description>[A-Za-z0-9_]+)\.sql$")
+#: First key of the two-key advisory lock that serializes migrations; the second
+#: is a hash of the PostgreSQL schema, so different schemas migrate independently.
+_MIGRATION_LOCK_CLASS: Final = 0x687A5344  # "hzSD"
+_HEALTH_TIMEOUT_SECONDS: Final = 2.0
+_APPLICATION_NAME: Final = "hz-sidecar"
+_MASK: Final = "********"
+#: Keys of the provider block that select the provider rather than set it.
+_SELECTORS: Final = frozenset({"type", "name"})
+
+
+# -- Settings --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    """The provider block of the configuration, validated.
+
+    Attributes:
+        dsn: libpq connection string or URL; empty: the standard ``PG*``
+            environment variables (and ``PGPASSFILE``) alone decide.
+        pool_min_size, pool_max_size: connections kept open / at most.
+        connect_timeout_seconds: libpq ``connect_timeout``, and how long a call
+            waits for a pooled connection when it has no deadline of its own.
+        statement_timeout_ms: the server's ``statement_timeout`` (None: the server's default).
+        migrate_on_start: ``open`` applies pending migrations.
+        load_all_keys_batch_size: the largest batch ``load_all_keys`` fetches.
+        schema: the PostgreSQL schema holding the tables.
+        retry_seconds: how long a call without a deadline retries transient failures.
+    """
+
+    dsn: str = ""
+    pool_min_size: int = 1
+    pool_max_size: int = 8
+    connect_timeout_seconds: float = 10.0
+    statement_timeout_ms: int | None = None
+    migrate_on_start: bool = True
+    load_all_keys_batch_size: int = 1000
+    schema: str = "public"
+    retry_seconds: float = 10.0
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> PostgresSettings:
+        """Validate ``settings``; raise :class:`ConfigError` naming the offending key."""
+        known = {
+            "dsn",
+            "pool-min-size",
+            "pool-max-size",
+            "connect-timeout-seconds",
+            "statement-timeout-ms",
+            "migrate-on-start",
+            "load-all-keys-batch-size",
+            "schema",
+            "retry-seconds",
+        }
+        unknown = sorted(set(settings) - known - _SELECTORS)
+        if unknown:
+            raise ConfigError(
+                f"postgres provider: unknown setting {unknown[0]!r} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        defaults = cls()
+        dsn = settings.get("dsn", defaults.dsn)
+        if dsn is None:
+            dsn = ""
+        if not isinstance(dsn, str):
+            raise ConfigError("postgres provider: 'dsn' must be a string")
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            # The libpq message may quote the DSN, password included: not repeated here.
+            raise ConfigError(
+                "postgres provider: 'dsn' is not a valid libpq connection string or URL"
+            ) from None
+        parsed = cls(
+            dsn=dsn,
+            pool_min_size=_int(settings, "pool-min-size", defaults.pool_min_size, minimum=0),
+            pool_max_size=_int(settings, "pool-max-size", defaults.pool_max_size, minimum=1),
+            connect_timeout_seconds=_seconds(
+                settings, "connect-timeout-seconds", defaults.connect_timeout_seconds
+            ),
+            statement_timeout_ms=(
+                None
+                if settings.get("statement-timeout-ms") is None
+                else _int(settings, "statement-timeout-ms", 0, minimum=1)
+            ),
+            migrate_on_start=_bool(settings, "migrate-on-start", defaults.migrate_on_start),
+            load_all_keys_batch_size=_int(
+                settings, "load-all-keys-batch-size", defaults.load_all_keys_batch_size, minimum=1
+            ),
+            schema=_schema_name(settings.get("schema", defaults.schema)),
+            retry_seconds=_seconds(settings, "retry-seconds", defaults.retry_seconds),
+        )
+        if parsed.pool_min_size > parsed.pool_max_size:
+            raise ConfigError(
+                f"postgres provider: 'pool-min-size' ({parsed.pool_min_size}) exceeds "
+                f"'pool-max-size' ({parsed.pool_max_size})"
+            )
+        return parsed
+
+
+def _int(settings: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = settings.get(key, default)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)  # from an environment variable
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"postgres provider: {key!r} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ConfigError(f"postgres provider: {key!r} must be at least {minimum}, not {value}")
+    return value
+
+
+def _seconds(settings: Mapping[str, Any], key: str, default: float) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"postgres provider: {key!r} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"postgres provider: {key!r} must be positive, not {value!r}")
+    return float(value)
+
+
+def _bool(settings: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = settings.get(key, default)
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ConfigError(f"postgres provider: {key!r} must be true or false, not {value!r}")
+    return value
+
+
+def _schema_name(value: object) -> str:
+    # https://www.postgresql.org/docs/current/sql-syntax-lexical.html#SQL-SYNTAX-IDENTIFIERS:
+    # longer names are truncated to 63 bytes, which would silently pick another schema.
+    if not isinstance(value, str) or not value or len(value.encode()) > 63 or "\x00" in value:
+        raise ConfigError(
+            f"postgres provider: 'schema' must be a PostgreSQL schema name, not {value!r}"
+        )
+    return value
+
+
+def masked_dsn(dsn: str) -> str:
+    """``dsn`` fit for a log: the password, if any, replaced by asterisks."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<invalid dsn>"
+    if params.get("password"):
+        params["password"] = _MASK
+    return make_conninfo("", **params) or "<PG* environment>"
+
+
+# -- Migrations ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One versioned SQL file of ``postgres_migrations/``."""
+
+    version: int
+    description: str
+    script: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.script.encode()).hexdigest()
+
+
+def bundled_migrations() -> list[Migration]:
+    """The migrations shipped in the package, in version order."""
+    directory = importlib.resources.files(MIGRATIONS_PACKAGE).joinpath(MIGRATIONS_DIRECTORY)
+    migrations: list[Migration] = []
+    for resource in directory.iterdir():
+        match = _MIGRATION_FILE.match(resource.name)
+        if match is None:
+            continue
+        migrations.append(
+            Migration(
+                version=int(match["version"]),
+                description=match["description"].replace("_", " "),
+                script=resource.read_text(encoding="utf-8"),
+            )
+        )
+    migrations.sort(key=lambda m: m.version)
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise StoreError(f"postgres migrations: duplicate version among {versions}")
+    return migrations
+
+
+# -- Errors ----------------------------------------------------------------------
+
+
+def store_error(exc: BaseException, *, operation: str, map_name: str | None) -> SidecarError:
+    """The sidecar error for a failure of ``operation`` on ``map_name``."""
+    if isinstance(exc, SidecarError):
+        return exc
+    cause = f"{type(exc).__name__}: {exc}".strip()
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        cause = f"{cause} (SQLSTATE {sqlstate})"
+    message = f"postgres {operation} failed: {cause}"
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return StoreTimeoutError(message, map_name=map_name)
+    if is_transient(exc) or isinstance(exc, psycopg.OperationalError):
+        return StoreUnavailableError(message, map_name=map_name)
+    return StoreError(message, map_name=map_name)
+
+
+# -- The provider ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """Where one store kind lives and what its columns are called."""
+
+    name: sql.Identifier
+    map_column: sql.Identifier
+    key_column: sql.Identifier
+    data_column: sql.Identifier
+
+
+_COLUMNS = {
+    StoreKind.EVENT: ("domain_events", "map_name", "map_key", "event_data"),
+    StoreKind.VIEW: ("domain_views", "view_name", "view_key", "view_data"),
+}
+
+
+class PostgresProvider(Provider):
+    """Events and views in PostgreSQL, shared by every sidecar of a cluster.
+
+    Settings (the provider block of the configuration): ``dsn``,
+    ``pool-min-size`` (1), ``pool-max-size`` (8), ``connect-timeout-seconds``
+    (10), ``statement-timeout-ms`` (server default), ``migrate-on-start``
+    (true), ``load-all-keys-batch-size`` (1000), ``schema`` (``public``),
+    ``retry-seconds`` (10: the retry budget of a call without a deadline).
+    """
+
+    name = "postgres"
+    shared = True
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        self.config = PostgresSettings.from_mapping(settings)
+        self.retry_policy = RetryPolicy()
+        self._pool: psycopg_pool.AsyncConnectionPool[Connection] | None = None
+        schema = self.config.schema
+        self._tables = {
+            kind: _Table(
+                sql.Identifier(schema, table),
+                sql.Identifier(map_column),
+                sql.Identifier(key_column),
+                sql.Identifier(data_column),
+            )
+            for kind, (table, map_column, key_column, data_column) in _COLUMNS.items()
+        }
+        self._schemas_table = sql.Identifier(schema, "hz_sidecar_schemas")
+        self._history_table = sql.Identifier(schema, "hz_sidecar_migrations")
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresProvider(dsn={masked_dsn(self.config.dsn)!r}, schema={self.config.schema!r})"
+        )
+
+    # -- Lifecycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the connection pool, then migrate if ``migrate-on-start``. Idempotent.
+
+        The pool connects in the background: a database that is down at start
+        makes ``is_available`` false (and calls fail with UNAVAILABLE) until it
+        answers, except that ``migrate-on-start`` needs it within the retry budget.
+        """
+        if self._pool is not None:
+            return
+        config = self.config
+        kwargs: dict[str, Any] = {
+            "autocommit": True,  # transactions are explicit: conn.transaction()
+            "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
+        }
+        if "application_name" not in conninfo_to_dict(config.dsn):
+            kwargs["application_name"] = _APPLICATION_NAME
+        pool: psycopg_pool.AsyncConnectionPool[Connection] = psycopg_pool.AsyncConnectionPool(
+            config.dsn,
+            kwargs=kwargs,
+            min_size=config.pool_min_size,
+            max_size=config.pool_max_size,
+            open=False,
+            configure=self._configure_connection,
+            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            timeout=config.connect_timeout_seconds,
+            # The pool retries a failed connection with a doubling delay until
+            # reconnect_timeout, then gives up and lets the next request start
+            # afresh: a short timeout bounds how long a restarted server goes
+            # unnoticed (with the default five minutes, up to minutes).
+            reconnect_timeout=config.connect_timeout_seconds,
+            name=f"hz-sidecar-postgres-{config.schema}",
+        )
+        logger.info(
+            "opening postgres pool: dsn=%r schema=%r size=%d..%d",
+            masked_dsn(config.dsn),
+            config.schema,
+            config.pool_min_size,
+            config.pool_max_size,
+        )
+        await pool.open(wait=False)
+        self._pool = pool
+        if config.migrate_on_start:
+            try:
+                await self.migrate()
+            except BaseException:
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        """Close the pool, waiting at most a few seconds for connections in use. Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close(timeout=5.0)
+
+    async def _configure_connection(self, conn: Connection) -> None:
+        timeout = self.config.statement_timeout_ms
+        if timeout is not None:
+            await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout}",))
+
+    # -- Calls -------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        """The deadline of the current call: the caller's, else the retry budget."""
+        own = time.monotonic() + self.config.retry_seconds
+        caller = call_deadline.get()
+        return own if caller is None else min(caller, own)
+
+    async def _run(
+        self,
+        operation: str,
+        map_name: str | None,
+        work: Callable[[Connection], Awaitable[T]],
+    ) -> T:
+        """Run ``work`` on a pooled connection, retrying transient failures until the deadline."""
+        deadline = self._deadline()
+
+        async def attempt() -> T:
+            pool = self._pool
+            if pool is None:
+                raise StoreUnavailableError(
+                    f"postgres {operation}: the provider is not open", map_name=map_name
+                )
+            wait = remaining(deadline)
+            # A pool timeout of 0 would mean "no wait" only after the queue; give it a moment.
+            async with pool.connection(timeout=max(wait or 0.0, 0.05)) as conn:
+                return await work(conn)
+
+        try:
+            return await run_with_retry(self.retry_policy, attempt, deadline=deadline)
+        except (psycopg.Error, OSError) as exc:
+            raise store_error(exc, operation=operation, map_name=map_name) from exc
+
+    async def is_available(self) -> bool:
+        """``SELECT 1`` answered within two seconds; never raises."""
+        pool = self._pool
+        if pool is None:
+            return False
+        timeout = min(_HEALTH_TIMEOUT_SECONDS, self.config.connect_timeout_seconds)
+        try:
+            async with pool.connection(timeout=timeout) as conn:
+                cur = await conn.execute("SELECT 1")
+                return await cur.fetchone() == (1,)
+        except Exception as exc:  # health must answer, whatever the failure
+            logger.debug("postgres is not available: %s: %s", type(exc).__name__, exc)
+            return False
+
+    async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
+        """One INSERT of all ``entries`` (events: first kept; views: latest wins)."""
+        if not entries:
+            return
+        table = self._tables[kind]
+        if kind is StoreKind.VIEW:
+            # Keys are unique within a call by contract; if a caller breaks it the
+            # last one must win, and ON CONFLICT DO UPDATE refuses a row twice.
+            entries = list({entry.key.text: entry for entry in entries}.values())
+        keys = [e.key.text for e in entries]
+        key_formats = [e.key.format for e in entries]
+        value_formats = [e.value.format for e in entries]
+        type_names = [e.value.type_name for e in entries]
+        schema_ids = [e.value.schema_id for e in entries]
+        documents = [e.value.document for e in entries]
+        if kind is StoreKind.EVENT:
+            events = [e.event or EventColumns() for e in entries]
+            query = sql.SQL(
+                "INSERT INTO {table} AS t (map_name, map_key, key_format, value_format,"
+                " type_name, schema_id, event_data, aggregate_id, sequence, event_type,"
+                " timestamp_millis, correlation_id)"
+                " SELECT %b, k, kf, vf, tn, sid, d::jsonb, agg, seq, et, ts, cid"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int8[],"
+                " %b::text[], %b::text[], %b::int8[], %b::text[], %b::int8[], %b::text[])"
+                " AS u(k, kf, vf, tn, sid, d, agg, seq, et, ts, cid)"
+                " ON CONFLICT (map_name, map_key) DO NOTHING"
+            ).format(table=table.name)
+            params: tuple[Any, ...] = (
+                map_name,
+                keys,
+                key_formats,
+                value_formats,
+                _texts(type_names),
+                _int8s(schema_ids),
+                documents,
+                _texts([ev.aggregate_id for ev in events]),
+                _int8s([ev.sequence for ev in events]),
+                _texts([ev.event_type for ev in events]),
+                _int8s([ev.timestamp_millis for ev in events]),
+                _texts([ev.correlation_id for ev in events]),
+            )
+        else:
+            query = sql.SQL(
+                "INSERT INTO {table} AS t (view_name, view_key, key_format, value_format,"
+                " type_name, schema_id, view_data, last_updated_millis)"
+                " SELECT %b, k, kf, vf, tn, sid, d::jsonb, %b"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int8[],"
+                " %b::text[]) AS u(k, kf, vf, tn, sid, d)"
+                " ON CONFLICT (view_name, view_key) DO UPDATE SET"
+                " key_format = excluded.key_format, value_format = excluded.value_format,"
+                " type_name = excluded.type_name, schema_id = excluded.schema_id,"
+                " view_data = excluded.view_data,"
+                " last_updated_millis = excluded.last_updated_millis, updated_at = now()"
+            ).format(table=table.name)
+            params = (
+                map_name,
+                Int8(time.time_ns() // 1_000_000),
+                keys,
+                key_formats,
+                value_formats,
+                _texts(type_names),
+                _int8s(schema_ids),
+                documents,
+            )
+
+        async def work(conn: Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(query, params)
+
+        await self._run(f"store of {len(entries)} {kind} entries", map_name, work)
+
+    async def load(
+        self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]
+    ) -> list[StoreEntry]:
+        """One ``= ANY`` query; the documents come back as JSONB renders them."""
+        if not keys:
+            return []
+        table = self._tables[kind]
+        event_columns = (
+            ", aggregate_id, sequence, event_type, timestamp_millis, correlation_id"
+            if kind is StoreKind.EVENT
+            else ""
+        )
+        query = sql.SQL(
+            "SELECT {key}, key_format, value_format, {data}::text, type_name, schema_id"
+            + event_columns
+            + " FROM {table} WHERE {map} = %b AND {key} = ANY(%b::text[])"
+        ).format(
+            key=table.key_column, data=table.data_column, table=table.name, map=table.map_column
+        )
+        params = (map_name, [key.text for key in keys])
+
+        async def work(conn: Connection) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+        rows = await self._run(f"load of {len(keys)} keys", map_name, work)
+        return [_entry(row, kind) for row in rows]
+
+    async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
+        """One DELETE; the number of rows it removed."""
+        if not keys:
+            return 0
+        table = self._tables[kind]
+        query = sql.SQL("DELETE FROM {table} WHERE {map} = %b AND {key} = ANY(%b::text[])").format(
+            table=table.name, map=table.map_column, key=table.key_column
+        )
+        params = (map_name, [key.text for key in keys])
+
+        async def work(conn: Connection) -> int:
+            async with conn.transaction():
+                cur = await conn.execute(query, params)
+                return cur.rowcount
+
+        return await self._run(f"delete of {len(keys)} keys", map_name, work)
+
+    async def load_all_keys(
+        self, map_name: str, kind: StoreKind, batch_size: int
+    ) -> AsyncIterator[list[StoredKey]]:
+        """Stream the map's keys, in key order, through a server-side cursor.
+
+        Batches hold at most ``batch_size`` keys and never more than
+        ``load-all-keys-batch-size``. The cursor's transaction holds one pooled
+        connection until the iteration ends or the iterator is closed; a
+        failure before the first batch is retried, a later one is raised.
+        """
+        size = min(batch_size, self.config.load_all_keys_batch_size)
+        if size < 1:
+            size = self.config.load_all_keys_batch_size
+        table = self._tables[kind]
+        query = sql.SQL(
+            "SELECT {key}, key_format FROM {table} WHERE {map} = %b ORDER BY {key}"
+        ).format(key=table.key_column, table=table.name, map=table.map_column)
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailableError(
+                "postgres load_all_keys: the provider is not open", map_name=map_name
+            )
+        deadline = self._deadline()
+
+        async def connect() -> Connection:
+            return await pool.getconn(timeout=max(remaining(deadline) or 0.0, 0.05))
+
+        operation = "load_all_keys"
+        try:
+            conn = await run_with_retry(self.retry_policy, connect, deadline=deadline)
+        except psycopg.Error as exc:
+            raise store_error(exc, operation=operation, map_name=map_name) from exc
+        try:
+            async with conn.transaction(), conn.cursor(name="hz_sidecar_load_all_keys") as cur:
+                cur.itersize = size
+                await cur.execute(query, (map_name,))
+                while rows := await cur.fetchmany(size):
+                    yield [StoredKey(text, key_format or "") for text, key_format in rows]
+        except psycopg.Error as exc:
+            raise store_error(exc, operation=operation, map_name=map_name) from exc
+        finally:
+            await pool.putconn(conn)
+
+    async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
+        """One INSERT ... ON CONFLICT DO NOTHING: a known id keeps its first record."""
+        if not schemas:
+            return
+        query = sql.SQL(
+            "INSERT INTO {table} (schema_id, type_name, fields)"
+            " SELECT id, tn, f::jsonb FROM unnest(%b::int8[], %b::text[], %b::text[])"
+            " AS u(id, tn, f) ON CONFLICT (schema_id) DO NOTHING"
+        ).format(table=self._schemas_table)
+        params = (
+            _int8s([s.schema_id for s in schemas]),
+            [s.type_name for s in schemas],
+            [
+                json.dumps([{"name": name, "kind": kind} for name, kind in s.fields])
+                for s in schemas
+            ],
+        )
+
+        async def work(conn: Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(query, params)
+
+        await self._run(f"put_schemas of {len(schemas)} schemas", None, work)
+
+    async def get_schemas(self) -> list[SchemaRecord]:
+        """Every persisted schema, fields in their schema order."""
+        query = sql.SQL(
+            "SELECT schema_id, type_name, fields::text FROM {table} ORDER BY schema_id"
+        ).format(table=self._schemas_table)
+
+        async def work(conn: Connection) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(query)
+            return await cur.fetchall()
+
+        rows = await self._run("get_schemas", None, work)
+        return [
+            SchemaRecord(
+                schema_id=schema_id,
+                type_name=type_name,
+                fields=tuple((f["name"], int(f["kind"])) for f in json.loads(fields)),
+            )
+            for schema_id, type_name, fields in rows
+        ]
+
+    # -- Migrations ----------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        """Apply the pending bundled migrations in one transaction; return their versions.
+
+        Holds a transaction-level advisory lock for the schema while it reads the
+        history and applies what is missing, so concurrent sidecars wait for the
+        first one and then find nothing to do. A migration whose file changed
+        after it was applied (checksum mismatch) is an error, not re-applied.
+        """
+        migrations = bundled_migrations()
+        schema = self.config.schema
+        opened_here = self._pool is None
+        if opened_here:
+            # ``hz-sidecar migrate`` may call this without ``open``.
+            config = self.config
+            self._pool = psycopg_pool.AsyncConnectionPool(
+                config.dsn,
+                kwargs={
+                    "autocommit": True,
+                    "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
+                },
+                min_size=0,
+                max_size=1,
+                open=False,
+                timeout=config.connect_timeout_seconds,
+            )
+            await self._pool.open(wait=False)
+
+        async def work(conn: Connection) -> list[str]:
+            applied_now: list[str] = []
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    (_MIGRATION_LOCK_CLASS, schema),
+                )
+                cur = await conn.execute("SELECT to_regnamespace(%s) IS NULL", (schema,))
+                row = await cur.fetchone()
+                if row is not None and row[0]:
+                    await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {history} ("
+                        " version INTEGER PRIMARY KEY,"
+                        " description TEXT NOT NULL,"
+                        " checksum TEXT NOT NULL,"
+                        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
+                        " execution_ms INTEGER NOT NULL)"
+                    ).format(history=self._history_table)
+                )
+                cur = await conn.execute(
+                    sql.SQL("SELECT version, checksum FROM {history}").format(
+                        history=self._history_table
+                    )
+                )
+                applied: dict[int, str] = dict(await cur.fetchall())
+                await conn.execute(
+                    sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema))
+                )
+                for migration in migrations:
+                    if migration.version in applied:
+                        if applied[migration.version] != migration.checksum:
+                            raise StoreError(
+                                f"postgres migration V{migration.version} "
+                                f"({migration.description}) changed after it was applied "
+                                f"to schema {schema!r}: checksum mismatch"
+                            )
+                        continue
+                    started = time.monotonic()
+                    await conn.execute(migration.script.encode())
+                    elapsed_ms = round((time.monotonic() - started) * 1000)
+                    await conn.execute(
+                        sql.SQL(
+                            "INSERT INTO {history} (version, description, checksum, execution_ms)"
+                            " VALUES (%s, %s, %s, %s)"
+                        ).format(history=self._history_table),
+                        (migration.version, migration.description, migration.checksum, elapsed_ms),
+                    )
+                    applied_now.append(str(migration.version))
+            return applied_now
+
+        try:
+            applied_now = await self._run("migrate", None, work)
+        finally:
+            if opened_here:
+                await self.close()
+        if applied_now:
+            logger.info("postgres schema %r migrated: versions %s", schema, applied_now)
+        else:
+            logger.info("postgres schema %r is up to date", schema)
+        return applied_now
+
+
+# -- Parameters and rows ----------------------------------------------------------
+
+
+def _int8s(values: Sequence[int | None]) -> list[int | None]:
+    # psycopg dumps a list of ints as int2[], int4[] or int8[] by its largest
+    # value (and a list of None untyped); the ::int8[] cast in the statement
+    # makes the column type constant. Cheaper than wrapping each value in Int8.
+    return list(values)
+
+
+def _texts(values: Sequence[str | None]) -> list[str | None]:
+    return list(values)
+
+
+def _entry(row: tuple[Any, ...], kind: StoreKind) -> StoreEntry:
+    key_text, key_format, value_format, document, type_name, schema_id = row[:6]
+    event = None
+    if kind is StoreKind.EVENT:
+        aggregate_id, sequence, event_type, timestamp_millis, correlation_id = row[6:]
+        event = EventColumns(aggregate_id, sequence, event_type, timestamp_millis, correlation_id)
+    return StoreEntry(
+        key=StoredKey(key_text, key_format or ""),
+        value=StoredValue(value_format or "", document, type_name, schema_id),
+        event=event,
+    )
