@@ -46,5 +46,10 @@ test: install lint
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
 
+# The member-side MapStore shim: one shaded jar, shim/target/hz-sidecar-shim.jar, plus the Hazelcast
+# jar the end-to-end fixtures start a member with, shim/target/lib/hazelcast-5.7.0.jar.
+shim:
+	mvn -B -q -f shim/pom.xml package
+
 clean:
 	rm -rf $(VENV) hzsidecar build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,131 @@
+package io.github.hzsidecar.shim;
+
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts;
+import io.grpc.netty.shaded.io.grpc.netty.NegotiationType;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.epoll.Epoll;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollDomainSocketChannel;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
+import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
+
+import javax.net.ssl.SSLException;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One gRPC channel per sidecar endpoint, shared by every map of the JVM that points at it and closed when
+ * the last of them is destroyed. A channel multiplexes any number of concurrent calls, so one is enough.
+ */
+final class SidecarChannels {
+
+    /** What makes two maps' connections interchangeable: the endpoint and how it is secured. */
+    record Endpoint(SidecarAddress address, SidecarSettings.Tls tls) {
+    }
+
+    private static final long SHUTDOWN_GRACE_MS = 5_000;
+
+    private static final class Shared {
+        final ManagedChannel channel;
+        final EventLoopGroup eventLoop;
+        int references;
+
+        Shared(ManagedChannel channel, EventLoopGroup eventLoop) {
+            this.channel = channel;
+            this.eventLoop = eventLoop;
+        }
+    }
+
+    private static final Map<Endpoint, Shared> CHANNELS = new HashMap<>();
+
+    private SidecarChannels() {
+    }
+
+    /** The channel for {@code endpoint}, opened on first use; every call must be paired with {@link #release}. */
+    static synchronized ManagedChannel acquire(Endpoint endpoint) {
+        Shared shared = CHANNELS.get(endpoint);
+        if (shared == null) {
+            shared = open(endpoint);
+            CHANNELS.put(endpoint, shared);
+        }
+        shared.references++;
+        return shared.channel;
+    }
+
+    /** Gives back a channel from {@link #acquire}; the last release shuts it down. */
+    static void release(Endpoint endpoint) {
+        Shared closing;
+        synchronized (SidecarChannels.class) {
+            Shared shared = CHANNELS.get(endpoint);
+            if (shared == null || --shared.references > 0) {
+                return;
+            }
+            CHANNELS.remove(endpoint);
+            closing = shared;
+        }
+        closing.channel.shutdown();
+        try {
+            if (!closing.channel.awaitTermination(SHUTDOWN_GRACE_MS, TimeUnit.MILLISECONDS)) {
+                closing.channel.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            closing.channel.shutdownNow();
+            Thread.currentThread().interrupt();
+        } finally {
+            if (closing.eventLoop != null) {
+                closing.eventLoop.shutdownGracefully(0, SHUTDOWN_GRACE_MS, TimeUnit.MILLISECONDS);
+            }
+        }
+    }
+
+    static synchronized int openChannelCount() {
+        return CHANNELS.size();
+    }
+
+    private static Shared open(Endpoint endpoint) {
+        SidecarAddress address = endpoint.address();
+        NettyChannelBuilder builder;
+        EventLoopGroup eventLoop = null;
+        if (address.isUnixSocket()) {
+            if (!Epoll.isAvailable()) {
+                throw new IllegalStateException("Unix domain socket " + address
+                        + " needs Netty's native epoll transport, which is unavailable here; use host:port",
+                        Epoll.unavailabilityCause());
+            }
+            eventLoop = new EpollEventLoopGroup(1, new DefaultThreadFactory("hz-sidecar-uds", true));
+            builder = NettyChannelBuilder.forAddress(new DomainSocketAddress(address.unixPath()))
+                    .eventLoopGroup(eventLoop)
+                    .channelType(EpollDomainSocketChannel.class)
+                    // A socket path is no host name; TLS (if any) checks the certificate against this name.
+                    .overrideAuthority("localhost");
+        } else {
+            builder = NettyChannelBuilder.forAddress(address.host(), address.port());
+        }
+        if (endpoint.tls() == null) {
+            builder.usePlaintext();
+        } else {
+            builder.negotiationType(NegotiationType.TLS).sslContext(sslContext(endpoint.tls()));
+        }
+        return new Shared(builder.build(), eventLoop);
+    }
+
+    private static io.grpc.netty.shaded.io.netty.handler.ssl.SslContext sslContext(SidecarSettings.Tls tls) {
+        SslContextBuilder ssl = GrpcSslContexts.forClient();
+        if (tls.caFile() != null) {
+            ssl.trustManager(tls.caFile().toFile());
+        }
+        if (tls.certFile() != null) {
+            ssl.keyManager(tls.certFile().toFile(), tls.keyFile().toFile());
+        }
+        try {
+            return ssl.build();
+        } catch (SSLException e) {
+            throw new IllegalArgumentException("Cannot build TLS context from " + SidecarSettings.TLS_CA_FILE + ", "
+                    + SidecarSettings.TLS_CERT_FILE + ", " + SidecarSettings.TLS_KEY_FILE + ": " + e.getMessage(), e);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+package io.github.hzsidecar.shim;
+
+import com.google.protobuf.ByteString;
+import com.hazelcast.config.Config;
+import com.hazelcast.config.MapConfig;
+import com.hazelcast.config.MapStoreConfig;
+import com.hazelcast.core.Hazelcast;
+import com.hazelcast.core.HazelcastInstance;
+import com.hazelcast.map.IMap;
+import com.hazelcast.nio.serialization.genericrecord.GenericRecord;
+import com.hazelcast.nio.serialization.genericrecord.GenericRecordBuilder;
+import io.github.hzsidecar.proto.v1.Entry;
+import io.github.hzsidecar.proto.v1.EntryResult;
+import io.github.hzsidecar.proto.v1.EntryStatus;
+import io.github.hzsidecar.proto.v1.Schema;
+import io.github.hzsidecar.proto.v1.StoreRequest;
+import io.grpc.Status;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.UUID;
+import java.util.stream.Collectors;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The shim inside a real Hazelcast 5.7 member, against a fake sidecar. */
+class SidecarMapStoreMemberTest {
+
+    private static final int COMPACT_TYPE_ID = -55;
+
+    private static FakeSidecar sidecar;
+    private static HazelcastInstance member;
+
+    @BeforeAll
+    static void start() throws Exception {
+        sidecar = FakeSidecar.onTcp();
+        member = startMember(sidecar.address);
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        Hazelcast.shutdownAll();
+        sidecar.close();
+    }
+
+    @BeforeEach
+    void reset() {
+        sidecar.failure = null;
+        sidecar.storeResults = null;
+    }
+
+    static HazelcastInstance startMember(String sidecarAddress) {
+        Config config = new Config();
+        config.setClusterName("shim-test-" + UUID.randomUUID());
+        config.getNetworkConfig().setPort(15701).setPortAutoIncrement(true);
+        config.getNetworkConfig().getJoin().getMulticastConfig().setEnabled(false);
+        config.getJetConfig().setEnabled(false);
+        Properties properties = new Properties();
+        properties.setProperty(SidecarSettings.ADDRESS, sidecarAddress);
+        properties.setProperty(SidecarSettings.TOKEN, "s3cret");
+        MapStoreConfig store = new MapStoreConfig()
+                .setEnabled(true)
+                .setFactoryClassName(SidecarMapStoreFactory.class.getName())
+                .setWriteDelaySeconds(0)
+                .setInitialLoadMode(MapStoreConfig.InitialLoadMode.LAZY)
+                .setProperties(properties);
+        config.addMapConfig(new MapConfig("persisted*").setMapStoreConfig(store));
+        return Hazelcast.newHazelcastInstance(config);
+    }
+
+    static GenericRecord order(String id) {
+        GenericRecord customer = GenericRecordBuilder.compact("Customer")
+                .setString("name", "Ada").setInt32("tier", 3).build();
+        GenericRecord[] lines = {
+                GenericRecordBuilder.compact("Line").setString("sku", "A-1").setInt64("quantity", 2L).build(),
+                GenericRecordBuilder.compact("Line").setString("sku", "B-2").setInt64("quantity", 5L).build(),
+        };
+        return GenericRecordBuilder.compact("Order")
+                .setString("id", id)
+                .setGenericRecord("customer", customer)
+                .setArrayOfGenericRecord("lines", lines)
+                .build();
+    }
+
+    private static SidecarMapStore directStore(String address, String mapName) {
+        SidecarMapStore store = new SidecarMapStore();
+        Properties properties = SidecarSettingsTest.properties(SidecarSettings.ADDRESS, address,
+                SidecarSettings.LOAD_ALL_KEYS_BATCH_SIZE, "2");
+        store.init(member, properties, mapName);
+        return store;
+    }
+
+    @Test
+    void putSendsCompactValueWithEveryNestedSchemaAndTheToken() {
+        IMap<String, GenericRecord> map = member.getMap("persisted-orders");
+        int before = sidecar.stores.size();
+        map.put("o-1", order("o-1"));
+
+        assertEquals(before + 1, sidecar.stores.size());
+        StoreRequest request = sidecar.stores.get(sidecar.stores.size() - 1);
+        assertEquals("persisted-orders", request.getMapName());
+        assertEquals(1, request.getEntriesCount());
+        ByteBuffer value = request.getEntries(0).getValue().asReadOnlyByteBuffer();
+        assertEquals(COMPACT_TYPE_ID, value.getInt(4), "values travel as Compact (-55), never with schema (-56)");
+        Map<String, Schema> schemas = request.getSchemasList().stream()
+                .collect(Collectors.toMap(Schema::getTypeName, s -> s));
+        assertEquals(Set.of("Order", "Customer", "Line"), schemas.keySet());
+        assertEquals(value.getLong(8), schemas.get("Order").getSchemaId(), "the value names the Order schema");
+        assertEquals(List.of("customer", "id", "lines"), schemas.get("Order").getFieldsList().stream()
+                .map(f -> f.getName()).toList());
+        assertEquals(29, schemas.get("Order").getFields(0).getKind(), "FieldKind.COMPACT (Java and Python agree)");
+        assertEquals(30, schemas.get("Order").getFields(2).getKind(), "FieldKind.ARRAY_OF_COMPACT");
+        assertTrue(sidecar.authorizations.contains("Bearer s3cret"));
+    }
+
+    @Test
+    void evictedEntryIsLoadedBackEqual() {
+        IMap<String, GenericRecord> map = member.getMap("persisted-reload");
+        GenericRecord original = order("o-2");
+        map.put("o-2", original);
+        map.evictAll();
+        assertEquals(0, map.size());
+
+        assertEquals(original, map.get("o-2"));
+        assertNull(map.get("missing"));
+    }
+
+    @Test
+    void freshClusterRegistersLoadedSchemasBeforeDeserializing() {
+        IMap<String, GenericRecord> map = member.getMap("persisted-cold");
+        map.put("o-3", order("o-3"));
+
+        // A new cluster knows none of these schemas: only the sidecar has them. The load runs on a
+        // partition thread and must register them cluster-wide first.
+        HazelcastInstance fresh = startMember(sidecar.address);
+        try {
+            GenericRecord loaded = fresh.<String, GenericRecord>getMap("persisted-cold").get("o-3");
+            assertNotNull(loaded);
+            assertEquals("o-3", loaded.getString("id"));
+            assertEquals("Ada", loaded.getGenericRecord("customer").getString("name"));
+            assertEquals(5L, loaded.getArrayOfGenericRecord("lines")[1].getInt64("quantity"));
+        } finally {
+            fresh.shutdown();
+        }
+    }
+
+    @Test
+    void deleteSendsTheSerializedKey() {
+        IMap<String, String> map = member.getMap("persisted-delete");
+        map.put("k", "v");
+        ByteString key = sidecar.stores.get(sidecar.stores.size() - 1).getEntries(0).getKey();
+        map.delete("k");
+        assertEquals(List.of(key), sidecar.deletes.get(sidecar.deletes.size() - 1).getKeysList());
+        assertNull(map.get("k"));
+    }
+
+    @Test
+    void sidecarUnavailableFailsTheWriteThroughPutWithItsMessage() {
+        IMap<String, String> map = member.getMap("persisted-failing");
+        sidecar.failure = Status.UNAVAILABLE.withDescription("database is down");
+        RuntimeException e = assertThrows(RuntimeException.class, () -> map.put("k", "v"));
+        assertTrue(causeChainMentions(e, "database is down"), String.valueOf(e));
+    }
+
+    @Test
+    void storeAllRemovesStoredEntriesThenThrowsForTheRest() {
+        SidecarMapStore store = directStore(sidecar.address, "direct-partial");
+        try {
+            sidecar.storeResults = i -> i == 1
+                    ? EntryResult.newBuilder().setStatus(EntryStatus.ENTRY_STATUS_FAILED)
+                            .setCode(Status.Code.UNAVAILABLE.value()).setMessage("row lock timeout").build()
+                    : EntryResult.newBuilder().setStatus(i == 2
+                            ? EntryStatus.ENTRY_STATUS_DEAD_LETTERED : EntryStatus.ENTRY_STATUS_WRITTEN).build();
+            Map<Object, Object> entries = new LinkedHashMap<>();
+            entries.put("a", "1");
+            entries.put("b", "2");
+            entries.put("c", "3");
+            SidecarException e = assertThrows(SidecarException.class, () -> store.storeAll(entries));
+            assertInstanceOf(SidecarException.Unavailable.class, e);
+            assertTrue(e.getMessage().contains("row lock timeout"), e.getMessage());
+            assertTrue(e.getMessage().contains("direct-partial"), e.getMessage());
+            assertEquals(Map.of("b", "2"), entries);
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void loadAllKeysStreamsEveryKeyAndLoadAllSendsOneCall() throws Exception {
+        SidecarMapStore store = directStore(sidecar.address, "direct-keys");
+        try {
+            Map<Object, Object> entries = new LinkedHashMap<>();
+            for (int i = 0; i < 5; i++) {
+                entries.put("key-" + i, i);
+            }
+            sidecar.values.clear();
+            store.storeAll(entries);
+
+            Set<Object> keys = new HashSet<>();
+            Iterable<Object> stream = store.loadAllKeys();
+            stream.forEach(keys::add);
+            ((AutoCloseable) stream).close();
+            assertEquals(Set.of("key-0", "key-1", "key-2", "key-3", "key-4"), keys);
+
+            int loadsBefore = sidecar.loads.size();
+            Map<Object, Object> loaded = store.loadAll(new ArrayList<>(List.of("key-1", "key-3", "nope")));
+            assertEquals(Map.of("key-1", 1, "key-3", 3), loaded);
+            assertEquals(loadsBefore + 1, sidecar.loads.size());
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void mapsOfOneAddressShareOneChannelUntilTheLastIsDestroyed() {
+        int before = SidecarChannels.openChannelCount();
+        SidecarMapStore first = directStore("localhost:1", "share-1");
+        SidecarMapStore second = directStore("localhost:1", "share-2");
+        assertEquals(before + 1, SidecarChannels.openChannelCount());
+        first.destroy();
+        assertEquals(before + 1, SidecarChannels.openChannelCount());
+        second.destroy();
+        assertEquals(before, SidecarChannels.openChannelCount());
+    }
+
+    @Test
+    void unixDomainSocketRoundTrip(@TempDir Path directory) throws Exception {
+        try (FakeSidecar onSocket = FakeSidecar.onUnixSocket(directory.resolve("sidecar.sock"))) {
+            SidecarMapStore store = directStore(onSocket.address, "direct-uds");
+            try {
+                store.store("k", order("o-uds"));
+                Entry stored = onSocket.stores.get(0).getEntries(0);
+                assertEquals(COMPACT_TYPE_ID, stored.getValue().asReadOnlyByteBuffer().getInt(4));
+                assertEquals(order("o-uds"), store.load("k"));
+            } finally {
+                store.destroy();
+            }
+        }
+    }
+
+    private static boolean causeChainMentions(Throwable e, String text) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t.getMessage() != null && t.getMessage().contains(text)) {
+                return true;
+            }
+        }
+        return false;
+    }
+}
