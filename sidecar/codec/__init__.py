@@ -1,0 +1,30 @@
+"""Hazelcast ``Data`` bytes ⇄ store-ready values (readable JSON + exact round-trip data).
+
+* :mod:`sidecar.codec.schemas` — the Compact schema table, checked by Rabin fingerprint.
+* :mod:`sidecar.codec.compact` — generic Compact records, read and written byte-exactly.
+* :mod:`sidecar.codec.jsonmap` — records ⇄ JSON documents, driven by the schema's kinds.
+* :mod:`sidecar.codec.data` — ``Data`` framing, non-Compact types and opaque values.
+* :mod:`sidecar.codec.temporal` — Java date/time values with nanoseconds and extended years.
+"""
+
+from sidecar.codec.compact import CompactRecord, decode_compact, encode_compact
+from sidecar.codec.data import DataCodec, DecodedValue, EncodedValue
+from sidecar.codec.jsonmap import record_from_json, record_to_json
+from sidecar.codec.schemas import SchemaRegistry
+from sidecar.codec.temporal import LocalDate, LocalDateTime, LocalTime, OffsetDateTime
+
+__all__ = [
+    "CompactRecord",
+    "DataCodec",
+    "DecodedValue",
+    "EncodedValue",
+    "LocalDate",
+    "LocalDateTime",
+    "LocalTime",
+    "OffsetDateTime",
+    "SchemaRegistry",
+    "decode_compact",
+    "encode_compact",
+    "record_from_json",
+    "record_to_json",
+]
