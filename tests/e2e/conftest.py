@@ -1,0 +1,222 @@
+"""End-to-end fixtures: a real Hazelcast member (Maven Central jar + the shim jar, a Java
+process) whose maps are persisted through a real `hz-sidecar run` process, driven from
+Python with hazelcast-python-client (Compact serializers registered on the client only).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import hazelcast
+import pytest
+import yaml
+
+from tests.system.conftest import SidecarProcess, free_port, sqlite_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIM_JAR = ROOT / "shim" / "target" / "hz-sidecar-shim.jar"
+HAZELCAST_JAR = ROOT / "shim" / "target" / "lib" / "hazelcast-5.7.0.jar"
+FACTORY = "io.github.hzsidecar.shim.SidecarMapStoreFactory"
+MEMBER_MAIN = "com.hazelcast.core.server.HazelcastMemberStarter"
+
+
+def require_jars() -> None:
+    missing = [p for p in (SHIM_JAR, HAZELCAST_JAR) if not p.exists()]
+    if missing:
+        message = f"run `make shim` first: missing {', '.join(str(p) for p in missing)}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def map_store_block(
+    address: str,
+    *,
+    write_delay: int,
+    batch: int,
+    coalescing: bool,
+    initial_mode: str,
+    deadline_ms: int = 10000,
+) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "factory-class-name": FACTORY,
+        "write-delay-seconds": write_delay,
+        "write-batch-size": batch,
+        "write-coalescing": coalescing,
+        "initial-mode": initial_mode,
+        "properties": {"sidecar.address": address, "sidecar.deadline-ms": deadline_ms},
+    }
+
+
+class Member:
+    """A Hazelcast member JVM with the shim on its classpath."""
+
+    def __init__(self, workdir: Path, port: int, cluster_name: str, maps: dict[str, Any]) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.cluster_name = cluster_name
+        self.config_path = workdir / f"hazelcast-{port}.yaml"
+        config = {
+            "hazelcast": {
+                "cluster-name": cluster_name,
+                "network": {
+                    "port": {"port": port, "auto-increment": False},
+                    "join": {
+                        "auto-detection": {"enabled": False},
+                        "multicast": {"enabled": False},
+                        "tcp-ip": {"enabled": True, "member-list": [f"127.0.0.1:{port}"]},
+                    },
+                    "interfaces": {"enabled": True, "interfaces": ["127.0.0.1"]},
+                },
+                "properties": {
+                    "hazelcast.phone.home.enabled": False,
+                    "hazelcast.logging.type": "jdk",
+                    "hazelcast.map.write.behind.queue.capacity": 1_000_000,
+                },
+                "map": maps,
+            }
+        }
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log_path = workdir / f"member-{port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                "java",
+                "-Xms256m",
+                "-Xmx512m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                f"-Dhazelcast.config={self.config_path}",
+                "-Dhazelcast.shutdownhook.policy=GRACEFUL",
+                "-Djava.net.preferIPv4Stack=true",
+                "-cp",
+                f"{HAZELCAST_JAR}{os.pathsep}{SHIM_JAR}",
+                MEMBER_MAIN,
+            ],
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"member exited early:\n{self.log()[-5000:]}")
+            if "is STARTED" in self.log():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"member did not start:\n{self.log()[-5000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """SIGTERM: Hazelcast's graceful shutdown flushes write-behind queues first."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def client(self, serializers: list[Any]) -> hazelcast.HazelcastClient:
+        return hazelcast.HazelcastClient(
+            cluster_name=self.cluster_name,
+            cluster_members=[f"127.0.0.1:{self.port}"],
+            compact_serializers=serializers,
+            cluster_connect_timeout=30,
+        )
+
+
+class Deployment:
+    """One sidecar (SQLite) and one member configured against it."""
+
+    def __init__(self, workdir: Path, maps: Callable[[str], dict[str, Any]]) -> None:
+        self.workdir = workdir
+        sock_dir = Path(f"/tmp/hze-{uuid.uuid4().hex[:8]}")
+        sock_dir.mkdir()
+        self.sock_dir = sock_dir
+        self.address = f"unix://{sock_dir}/sidecar.sock"
+        self.sidecar = SidecarProcess(workdir, sqlite_config(workdir, self.address))
+        self.cluster_name = f"hzs-{uuid.uuid4().hex[:8]}"
+        self.maps = maps
+        self.member: Member | None = None
+        self.clients: list[hazelcast.HazelcastClient] = []
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "data" / "store.db"
+
+    def start_member(self) -> Member:
+        self.member = Member(self.workdir, free_port(), self.cluster_name, self.maps(self.address))
+        self.member.start()
+        return self.member
+
+    def client(self, serializers: list[Any]) -> hazelcast.HazelcastClient:
+        assert self.member is not None
+        client = self.member.client(serializers)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            try:
+                client.shutdown()
+            except Exception:  # a client of a killed member may fail to shut down
+                pass
+        if self.member is not None:
+            self.member.kill()
+        self.sidecar.stop(signal.SIGKILL)
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def deployment_factory(
+    tmp_path: Path,
+) -> Iterator[Callable[[Callable[[str], dict[str, Any]]], Deployment]]:
+    require_jars()
+    made: list[Deployment] = []
+
+    def make(maps: Callable[[str], dict[str, Any]]) -> Deployment:
+        deployment = Deployment(tmp_path, maps)
+        made.append(deployment)
+        deployment.sidecar.start()
+        deployment.start_member()
+        return deployment
+
+    yield make
+    for deployment in made:
+        deployment.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(message)
