@@ -279,6 +279,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 ) from exc
             schema_ids |= encoded.schema_ids
             response.entries.add(key=key_bytes, value=encoded.data)
+        log.debug(
+            "Load map=%s keys=%d found=%d", request.map_name, len(keys), len(response.entries)
+        )
         for schema_id in sorted(schema_ids):
             record = self._registry.to_record(self._registry.get(schema_id))
             response.schemas.add(

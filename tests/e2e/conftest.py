@@ -6,8 +6,10 @@ Python with hazelcast-python-client (Compact serializers registered on the clien
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import hazelcast
+import psycopg
 import pytest
 import yaml
 
@@ -60,7 +63,14 @@ def map_store_block(
 class Member:
     """A Hazelcast member JVM with the shim on its classpath."""
 
-    def __init__(self, workdir: Path, port: int, cluster_name: str, maps: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        cluster_name: str,
+        maps: dict[str, Any],
+        properties: dict[str, Any] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = port
         self.cluster_name = cluster_name
@@ -81,6 +91,7 @@ class Member:
                     "hazelcast.phone.home.enabled": False,
                     "hazelcast.logging.type": "jdk",
                     "hazelcast.map.write.behind.queue.capacity": 1_000_000,
+                    **(properties or {}),
                 },
                 "map": maps,
             }
@@ -153,26 +164,42 @@ class Member:
 
 
 class Deployment:
-    """One sidecar (SQLite) and one member configured against it."""
+    """One sidecar (on SQLite, or on PostgreSQL when ``dsn`` is given) and one member."""
 
-    def __init__(self, workdir: Path, maps: Callable[[str], dict[str, Any]]) -> None:
+    def __init__(
+        self, workdir: Path, maps: Callable[[str], dict[str, Any]], dsn: str | None = None
+    ) -> None:
         self.workdir = workdir
         sock_dir = Path(f"/tmp/hze-{uuid.uuid4().hex[:8]}")
         sock_dir.mkdir()
         self.sock_dir = sock_dir
         self.address = f"unix://{sock_dir}/sidecar.sock"
-        self.sidecar = SidecarProcess(workdir, sqlite_config(workdir, self.address))
+        self.dsn = dsn
+        config = sqlite_config(workdir, self.address)
+        config["logging"] = {"level": "DEBUG"}
+        if dsn is not None:
+            config["provider"] = {"name": "postgres", "settings": {"dsn": dsn}}
+        self.sidecar = SidecarProcess(workdir, config)
         self.cluster_name = f"hzs-{uuid.uuid4().hex[:8]}"
         self.maps = maps
         self.member: Member | None = None
         self.clients: list[hazelcast.HazelcastClient] = []
 
-    @property
-    def db_path(self) -> Path:
-        return self.workdir / "data" / "store.db"
+    def query(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run SQL on the store; write it with ``?`` placeholders and ``json(col, 'field')``."""
+        if self.dsn is None:
+            statement = re.sub(r"json\((\w+), '(\w+)'\)", r"json_extract(\1, '$.\2')", statement)
+            with sqlite3.connect(self.workdir / "data" / "store.db") as conn:
+                return conn.execute(statement, params).fetchall()
+        statement = re.sub(r"json\((\w+), '(\w+)'\)", r"(\1->'\2')", statement)
+        with psycopg.connect(self.dsn) as conn:
+            rows = conn.execute(statement.replace("?", "%s"), params).fetchall()
+        return [tuple(row) for row in rows]
 
-    def start_member(self) -> Member:
-        self.member = Member(self.workdir, free_port(), self.cluster_name, self.maps(self.address))
+    def start_member(self, properties: dict[str, Any] | None = None) -> Member:
+        self.member = Member(
+            self.workdir, free_port(), self.cluster_name, self.maps(self.address), properties
+        )
         self.member.start()
         return self.member
 
@@ -194,15 +221,19 @@ class Deployment:
         shutil.rmtree(self.sock_dir, ignore_errors=True)
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", "postgres"])
 def deployment_factory(
-    tmp_path: Path,
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[[Callable[[str], dict[str, Any]]], Deployment]]:
+    """Makes deployments on SQLite, and on a real PostgreSQL server (fresh database each)."""
     require_jars()
     made: list[Deployment] = []
+    dsn = None
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("fresh_database")
 
     def make(maps: Callable[[str], dict[str, Any]]) -> Deployment:
-        deployment = Deployment(tmp_path, maps)
+        deployment = Deployment(tmp_path, maps, dsn)
         made.append(deployment)
         deployment.sidecar.start()
         deployment.start_member()

@@ -9,7 +9,7 @@ import pytest
 from sidecar.providers.base import Provider
 from sidecar.providers.postgres import PostgresProvider
 from tests.conformance import ProviderConformance
-from tests.integration.conftest import PostgresServer
+from tests.pgserver import PostgresServer
 
 
 class TestPostgresProvider(ProviderConformance):

@@ -24,7 +24,7 @@ from sidecar.providers.base import (
 )
 from sidecar.providers.postgres import PostgresProvider, bundled_migrations, masked_dsn
 from sidecar.retry import deadline_scope
-from tests.integration.conftest import PostgresServer
+from tests.pgserver import PostgresServer
 
 EVENT, VIEW = StoreKind.EVENT, StoreKind.VIEW
 

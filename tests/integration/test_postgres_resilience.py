@@ -18,7 +18,7 @@ from psycopg import sql
 from sidecar.errors import StoreUnavailableError
 from sidecar.providers.base import StoredKey, StoredValue, StoreEntry, StoreKind
 from sidecar.providers.postgres import PostgresProvider, bundled_migrations
-from tests.integration.conftest import PostgresServer
+from tests.pgserver import PostgresServer
 
 HZ_SIDECAR = Path(sys.executable).with_name("hz-sidecar")
 

@@ -1,0 +1,211 @@
+"""A real PostgreSQL server for the integration and end-to-end tests.
+
+The session starts one server from the Debian ``postgresql`` binaries: initdb
+into a fresh temporary directory, a free port on 127.0.0.1 and a private Unix
+socket directory, trust authentication for local connections. It is always
+stopped at the end. Under root the server runs as the ``postgres`` OS user
+(PostgreSQL refuses to run as root).
+
+Without PostgreSQL binaries the tests are skipped, except under CI
+(``CI=true``), where a missing server is a failure rather than a silent skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+DATABASE = "hz_sidecar_test"
+SUPERUSER = "postgres"
+
+
+def _find_bin_dir() -> Path | None:
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
+        reverse=True,
+    )
+    for initdb in candidates:
+        if Path(initdb).with_name("pg_ctl").exists():
+            return Path(initdb).parent
+    initdb_on_path = shutil.which("initdb")
+    if initdb_on_path and shutil.which("pg_ctl"):
+        return Path(initdb_on_path).parent
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server private to the test session."""
+
+    bin_dir: Path
+    base_dir: Path
+    port: int
+    run_as: str | None  # OS user to run the server as (root cannot)
+    running: bool = field(default=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.base_dir / "socket"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "postgres.log"
+
+    def dsn(self, dbname: str = DATABASE) -> str:
+        return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={dbname}"
+
+    @property
+    def admin_dsn(self) -> str:
+        return self.dsn("postgres")
+
+    def _command(self, *args: str) -> list[str]:
+        if self.run_as is None:
+            return list(args)
+        return ["runuser", "-u", self.run_as, "--", *args]
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        result = subprocess.run(
+            self._command(*args), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if result.returncode != 0:
+            log = self.log_file.read_text() if self.log_file.exists() else ""
+            raise RuntimeError(
+                f"{args[0]} failed ({result.returncode}): {result.stdout}{result.stderr}\n{log}"
+            )
+
+    def initdb(self) -> None:
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+            " -c max_connections=200"
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+        )
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: roll back open transactions, close connections)."""
+        self._run(str(self.bin_dir / "pg_ctl"), "stop", "-w", "-D", str(self.data_dir), "-m", mode)
+        self.running = False
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database; return its DSN."""
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.dsn(name)
+
+
+def _server_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.fail("running as root needs the 'postgres' OS user to run the PostgreSQL server")
+    return "postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running PostgreSQL server with an empty database ``hz_sidecar_test``."""
+    bin_dir = _find_bin_dir()
+    if bin_dir is None:
+        reason = (
+            "PostgreSQL server binaries (initdb, pg_ctl) not found in "
+            "/usr/lib/postgresql/*/bin or on PATH; install the 'postgresql' package"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: not skipping)")
+        pytest.skip(reason)
+    run_as = _server_user()
+    # Not under pytest's tmp_path: its parents are private to the current user,
+    # and the server may run as another one.
+    base_dir = Path(tempfile.mkdtemp(prefix="hz-sidecar-pg-"))
+    (base_dir / "socket").mkdir()
+    if run_as is not None:
+        user = pwd.getpwnam(run_as)
+        for path in (base_dir, base_dir / "socket"):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    server = PostgresServer(bin_dir=bin_dir, base_dir=base_dir, port=_free_port(), run_as=run_as)
+    try:
+        server.initdb()
+        server.start()
+        server.create_database(DATABASE)
+        yield server
+    finally:
+        if server.running:
+            with contextlib.suppress(Exception):
+                server.stop("fast")
+        shutil.rmtree(base_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_control(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
+    """The session's server, for a test that stops and starts it; restarted afterwards."""
+    yield postgres_server
+    if not postgres_server.running:
+        postgres_server.start()
+
+
+@pytest.fixture
+def fresh_database(postgres_server: PostgresServer) -> str:
+    """The DSN of a new, empty database."""
+    return postgres_server.create_database(f"hz_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def fresh_schema() -> str:
+    """A PostgreSQL schema name no other test uses (created by the provider's migrations)."""
+    return f"t_{uuid.uuid4().hex[:12]}"
