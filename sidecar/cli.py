@@ -12,11 +12,14 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 from sidecar.config import SidecarConfig, load_config
 from sidecar.errors import ConfigError, SidecarError, StoreError, StoreUnavailableError
+from sidecar.member_config import DEFAULT_DEADLINE_MS, render_member_yaml
 from sidecar.providers import create_provider
 
 EXIT_OK = 0
@@ -90,6 +93,24 @@ def _parser() -> argparse.ArgumentParser:
     command("run", "Serve the MapStore gRPC service until SIGTERM/SIGINT.")
     command("check", "Validate the configuration and reach the provider.")
     command("migrate", "Apply the provider's pending schema migrations.")
+    member = command(
+        "member-config",
+        "Render the Hazelcast member's map configuration (YAML) from the sidecar configuration.",
+    )
+    member.add_argument("--out", "-o", metavar="FILE", help="write to FILE (default: stdout)")
+    member.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="address the member's shim dials (default: listen.address, a wildcard host "
+        "replaced by loopback)",
+    )
+    member.add_argument(
+        "--deadline-ms",
+        type=int,
+        default=DEFAULT_DEADLINE_MS,
+        metavar="MS",
+        help=f"the shim's per-call deadline (default: {DEFAULT_DEADLINE_MS})",
+    )
     return parser
 
 
@@ -135,11 +156,34 @@ async def _run(config: SidecarConfig) -> int:
     return EXIT_OK
 
 
+def _member_config(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
+    async def render(config: SidecarConfig) -> int:
+        text = render_member_yaml(
+            config, address=args.address, deadline_ms=args.deadline_ms, source=args.config
+        )
+        if args.out is None:
+            sys.stdout.write(text)
+            return EXIT_OK
+        try:
+            await asyncio.to_thread(Path(args.out).write_text, text, encoding="utf-8")
+        except OSError as exc:
+            print(f"hz-sidecar: cannot write {args.out}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        return EXIT_OK
+
+    return render
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = _load(args)
-        handler = {"run": _run, "check": _check, "migrate": _migrate}[args.command]
+        handler = {
+            "run": _run,
+            "check": _check,
+            "migrate": _migrate,
+            "member-config": _member_config(args),
+        }[args.command]
         return asyncio.run(handler(config))
     except ConfigError as exc:
         print(f"hz-sidecar: configuration error: {exc}", file=sys.stderr)
