@@ -6,7 +6,7 @@ CONFIG ?= config/sidecar.yaml
 PROTO  := protos/hzsidecar/v1/mapstore.proto
 GEN    := hzsidecar/v1/mapstore_pb2.py
 
-.PHONY: install proto proto-gen run test unit lint shim clean
+.PHONY: install proto proto-gen run test unit lint shim clean docs demo
 
 install: $(VENV)/.installed $(GEN)
 
@@ -53,3 +53,7 @@ shim:
 
 clean:
 	rm -rf $(VENV) hzsidecar build .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the README's configuration reference from the configuration model.
+docs: install
+	$(PY) -m sidecar.config_reference README.md
