@@ -36,8 +36,8 @@ run: install
 	$(VENV)/bin/hz-sidecar run --config $(CONFIG)
 
 lint: install
-	$(VENV)/bin/ruff check sidecar tests
-	$(VENV)/bin/ruff format --check sidecar tests
+	$(VENV)/bin/ruff check sidecar tests examples
+	$(VENV)/bin/ruff format --check sidecar tests examples
 	$(VENV)/bin/mypy sidecar
 
 test: install lint
@@ -57,3 +57,7 @@ clean:
 # Regenerate the README's configuration reference from the configuration model.
 docs: install
 	$(PY) -m sidecar.config_reference README.md
+
+# A member with the shim, the sidecar on SQLite, a client putting Compact records; Ctrl-C stops.
+demo: install shim
+	$(PY) examples/demo.py
