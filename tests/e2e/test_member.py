@@ -17,7 +17,7 @@ import pytest
 from hazelcast.serialization.api import CompactReader, CompactSerializer, CompactWriter, FieldKind
 
 from tests.e2e.conftest import Deployment, map_store_block, wait_until
-from tests.e2e.model import AllKinds, OrderEvent, serializers
+from tests.e2e.model import Address, AllKinds, OrderEvent, serializers
 
 pytestmark = pytest.mark.e2e
 
@@ -239,3 +239,16 @@ def test_load_all_of_a_thousand_keys_is_one_call(deployment_factory: Factory) ->
     assert bulk.get_all(list(items)) == items
     calls = re.findall(r"Load map=Bulk_VIEW keys=(\d+)", deployment.sidecar.log())[loads_before:]
     assert calls == ["1000"], calls
+
+
+def test_cold_start_with_compact_keys_registers_their_schemas(deployment_factory: Factory) -> None:
+    deployment = deployment_factory(standard_maps)
+    views = deployment.client(serializers()).get_map("Customer_VIEW").blocking()
+    keys = [Address(f"city{i}", i) for i in range(25)]
+    for key in keys:
+        views.put(key, AllKinds.sample(key.zip))
+    restart_member(deployment)  # the new member knows no schema at all
+    views = deployment.client(serializers()).get_map("Customer_VIEW").blocking()
+    assert views.size() == 25  # EAGER: loadAllKeys deserialized every Compact key
+    for key in keys[::5]:
+        assert views.get(key) == AllKinds.sample(key.zip)
