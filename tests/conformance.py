@@ -17,12 +17,14 @@ The suite talks to the provider only through the interface of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
 import pytest
 
 from sidecar.providers.base import (
+    DeadLetter,
     EventColumns,
     Provider,
     SchemaRecord,
@@ -191,3 +193,25 @@ class ProviderConformance:
         await provider.put_schemas([first])
         await provider.put_schemas([first, second])
         assert sorted(await provider.get_schemas(), key=lambda s: s.schema_id) == [second, first]
+
+    async def test_dead_letters_keep_raw_bytes_and_can_be_listed_and_deleted(
+        self, provider: Provider
+    ) -> None:
+        hostile = "x'); DROP TABLE hz_sidecar_dead_letters; --_VIEW"
+        letters = [
+            DeadLetter("A_VIEW", b"\x00\x01\xff", b"", "truncated", 1_700_000_000_000),
+            DeadLetter(hostile, b"", bytes(range(256)) * 4, "bad 'utf-8' \u00e9", 2),
+            DeadLetter("A_VIEW", b"k2", b"v2", "again", 3),
+        ]
+        await provider.put_dead_letters(letters)
+        kept = await provider.list_dead_letters()
+        assert [dataclasses.replace(d, id=None) for d in kept] == letters
+        ids = [d.id for d in kept]
+        assert all(isinstance(i, int) for i in ids) and len(set(ids)) == 3
+        assert [d.key for d in await provider.list_dead_letters(map_name="A_VIEW")] == [
+            b"\x00\x01\xff",
+            b"k2",
+        ]
+        assert [d.map_name for d in await provider.list_dead_letters(letter_id=ids[1])] == [hostile]
+        assert await provider.delete_dead_letters([ids[0], ids[0], 10**12]) == 1
+        assert [d.id for d in await provider.list_dead_letters()] == ids[1:]

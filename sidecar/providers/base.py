@@ -92,6 +92,22 @@ class SchemaRecord:
     fields: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An entry of a Store call whose bytes could not be decoded, kept as the member sent it.
+
+    ``id`` is assigned by the provider (None before it is stored);
+    ``dead_lettered_at_millis`` is the Unix time in milliseconds.
+    """
+
+    map_name: str
+    key: bytes
+    value: bytes
+    error: str
+    dead_lettered_at_millis: int
+    id: int | None = None
+
+
 class Provider(abc.ABC):
     """Base class of every provider.
 
@@ -164,3 +180,24 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def get_schemas(self) -> list[SchemaRecord]:
         """Return every persisted schema."""
+
+    # -- dead letters (optional: ``on-poison: dead-letter`` needs them) -------------
+
+    async def put_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Durably keep ``letters`` (their ``id`` is ignored) in one transaction.
+
+        Raises:
+            NotImplementedError: the provider keeps no dead letters.
+            StoreUnavailableError: the store cannot be reached; nothing kept.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not keep dead letters")
+
+    async def list_dead_letters(
+        self, *, map_name: str | None = None, letter_id: int | None = None
+    ) -> list[DeadLetter]:
+        """The kept dead letters, oldest first, optionally of one map and/or one id."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep dead letters")
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        """Delete the dead letters with these ids; return how many existed."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep dead letters")

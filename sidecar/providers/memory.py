@@ -6,11 +6,13 @@ for events, latest wins for views), so the conformance suite holds for it too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sidecar.errors import ConfigError
 from sidecar.providers.base import (
+    DeadLetter,
     Provider,
     SchemaRecord,
     StoredKey,
@@ -33,6 +35,8 @@ class MemoryProvider(Provider):
             )
         self._maps: dict[tuple[StoreKind, str], dict[str, StoreEntry]] = {}
         self._schemas: dict[int, SchemaRecord] = {}
+        self._dead_letters: dict[int, DeadLetter] = {}
+        self._next_dead_letter = 1
 
     async def is_available(self) -> bool:
         return True
@@ -74,3 +78,22 @@ class MemoryProvider(Provider):
 
     async def get_schemas(self) -> list[SchemaRecord]:
         return list(self._schemas.values())
+
+    async def put_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            letter_id = self._next_dead_letter
+            self._next_dead_letter += 1
+            self._dead_letters[letter_id] = dataclasses.replace(letter, id=letter_id)
+
+    async def list_dead_letters(
+        self, *, map_name: str | None = None, letter_id: int | None = None
+    ) -> list[DeadLetter]:
+        return [
+            letter
+            for letter in self._dead_letters.values()
+            if (map_name is None or letter.map_name == map_name)
+            and (letter_id is None or letter.id == letter_id)
+        ]
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        return sum(self._dead_letters.pop(i, None) is not None for i in set(ids))

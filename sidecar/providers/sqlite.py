@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from sidecar.errors import ConfigError, StoreError, StoreUnavailableError
 from sidecar.providers.base import (
+    DeadLetter,
     EventColumns,
     Provider,
     SchemaRecord,
@@ -84,6 +85,22 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             fields     TEXT NOT NULL,
             created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
         );
+        """,
+    ),
+    (
+        2,
+        "dead-letter table",
+        """
+        CREATE TABLE IF NOT EXISTS hz_sidecar_dead_letters (
+            id                      INTEGER PRIMARY KEY AUTOINCREMENT,
+            map_name                TEXT    NOT NULL,
+            key_data                BLOB    NOT NULL,
+            value_data              BLOB    NOT NULL,
+            error                   TEXT    NOT NULL,
+            dead_lettered_at_millis INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS idx_hz_sidecar_dead_letters_map
+            ON hz_sidecar_dead_letters (map_name, id);
         """,
     ),
 )
@@ -359,6 +376,49 @@ class SQLiteProvider(Provider):
             )
             for row in rows
         ]
+
+    async def put_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        rows = [(d.map_name, d.key, d.value, d.error, d.dead_lettered_at_millis) for d in letters]
+        if rows:
+            await self._run(
+                self._transaction,
+                "INSERT INTO hz_sidecar_dead_letters"
+                " (map_name, key_data, value_data, error, dead_lettered_at_millis)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    async def list_dead_letters(
+        self, *, map_name: str | None = None, letter_id: int | None = None
+    ) -> list[DeadLetter]:
+        rows = await self._run(
+            self._fetch,
+            "SELECT id, map_name, key_data, value_data, error, dead_lettered_at_millis"
+            " FROM hz_sidecar_dead_letters"
+            " WHERE (? IS NULL OR map_name = ?) AND (? IS NULL OR id = ?) ORDER BY id",
+            (map_name, map_name, letter_id, letter_id),
+        )
+        return [
+            DeadLetter(
+                map_name=row[1],
+                key=bytes(row[2]),
+                value=bytes(row[3]),
+                error=row[4],
+                dead_lettered_at_millis=row[5],
+                id=row[0],
+            )
+            for row in rows
+        ]
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        unique = sorted(set(ids))
+        if not unique:
+            return 0
+        return await self._run(
+            self._transaction,
+            "DELETE FROM hz_sidecar_dead_letters WHERE id = ?",
+            [(i,) for i in unique],
+        )
 
 
 def _event_row(map_name: str, entry: StoreEntry) -> tuple[Any, ...]:

@@ -65,7 +65,7 @@ async def test_sqlite_rows_are_queryable_json(tmp_path: Path) -> None:
 
 async def test_sqlite_migrate_applies_once_without_open(tmp_path: Path) -> None:
     path = str(tmp_path / "m.db")
-    assert await SQLiteProvider({"path": path}).migrate() == ["1"]
+    assert await SQLiteProvider({"path": path}).migrate() == ["1", "2"]
     assert await SQLiteProvider({"path": path}).migrate() == []
 
 
