@@ -203,6 +203,84 @@ def _entry_format(data_length: int) -> tuple[struct.Struct, int]:
     return _I32, -1
 
 
+class _Plan:
+    """A schema's layout compiled once: what each record of that schema does field by field.
+
+    The fixed-size fields (booleans aside) are read and written with one
+    ``struct`` call over the fixed-size section (gaps padded), the offset table
+    with one more, and the variable-size fields are visited in a precomputed
+    list; nothing is looked up per field in the kind tables.
+    """
+
+    __slots__ = (
+        "bool_fields",
+        "bools",
+        "fixed",
+        "fixed_names",
+        "fixed_types",
+        "float_slots",
+        "names",
+        "orders",
+        "scalar_fields",
+        "schema",
+        "tables",
+        "var",
+        "var_fields",
+    )
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+        self.names: tuple[str, ...] = tuple(f.name for f in schema.fields)
+        fixed = sorted((f for f in schema.fields if f.kind in _FIXED), key=lambda f: f.position)
+        fmt = ">"
+        at = 0
+        for field in fixed:
+            fmt += "x" * (field.position - at) + _FIXED[field.kind].format[-1]
+            at = field.position + _FIXED[field.kind].size
+        self.fixed: struct.Struct | None = struct.Struct(fmt) if fixed else None
+        self.fixed_names: tuple[str, ...] = tuple(f.name for f in fixed)
+        self.fixed_types: tuple[type, ...] = tuple(
+            float if f.kind in _FLOAT_KINDS else int for f in fixed
+        )
+        self.float_slots: tuple[tuple[int, int, int], ...] = tuple(
+            (i, f.position, _FIXED[f.kind].size)
+            for i, f in enumerate(fixed)
+            if f.kind in _FLOAT_KINDS
+        )
+        self.bools: tuple[tuple[str, int, int], ...] = tuple(
+            (f.name, f.position, f.bit_position) for f in schema.fields if f.kind == K.BOOLEAN
+        )
+        self.scalar_fields: tuple[Any, ...] = tuple(
+            f for f in schema.fields if f.kind in _FIXED or f.kind == K.BOOLEAN
+        )
+        self.bool_fields: tuple[Any, ...] = tuple(f for f in schema.fields if f.kind == K.BOOLEAN)
+        var_fields = [f for f in schema.fields if f.kind not in _FIXED and f.kind != K.BOOLEAN]
+        self.var_fields: list[Any] = var_fields
+        self.var: tuple[tuple[str, int, FieldKind], ...] = tuple(
+            (f.name, f.index, f.kind) for f in var_fields
+        )
+        #: Write orders met (a Java class writes one), and the fields in that order.
+        self.orders: dict[tuple[str, ...], list[Any]] = {}
+        count = len(var_fields)
+        self.tables: dict[int, struct.Struct] = {
+            entry.size: struct.Struct(f">{count}{entry.format[-1]}") for entry in (_U8, _U16, _I32)
+        }
+
+
+_PLANS: dict[int, _Plan] = {}
+#: Bound on the write orders a plan remembers (each class writes one; bytes could claim many).
+_MAX_ORDERS = 8
+
+
+def _plan(schema: Any) -> _Plan:
+    """The compiled plan of ``schema`` (cached by schema id; the id is the layout's fingerprint)."""
+    schema_id: int = schema.schema_id
+    plan = _PLANS.get(schema_id)
+    if plan is None or plan.schema is not schema:
+        plan = _PLANS[schema_id] = _Plan(schema)
+    return plan
+
+
 class _Decoding:
     """One decode call: the buffer, the byte budget and the schema ids met."""
 
@@ -265,38 +343,50 @@ class _Decoding:
             entry, null, data_length = _U8, 0xFF, fix_len
             self.take(data_start, fix_len, end, f"{schema.type_name} fixed-size fields")
 
-        fields: dict[str, object] = {}
-        written: list[tuple[int, str]] = []
-        for field in schema.fields:
-            kind = field.kind
-            name: str = field.name
-            if kind == K.BOOLEAN:
-                fields[name] = bool((buf[data_start + field.position] >> field.bit_position) & 1)
-                continue
-            fixed = _FIXED.get(kind)
-            if fixed is not None:
-                value = fixed.unpack_from(buf, data_start + field.position)[0]
-                if value != value:
+        plan = _plan(schema)
+        fields: dict[str, object] = dict.fromkeys(plan.names)
+        if plan.fixed is not None:
+            numbers = plan.fixed.unpack_from(buf, data_start)
+            for slot, position, size in plan.float_slots:
+                number = numbers[slot]
+                if number != number:
                     try:
-                        _check_nan(buf, data_start + field.position, fixed.size)
+                        _check_nan(buf, data_start + position, size)
                     except DecodeError as exc:
+                        name = plan.fixed_names[slot]
                         raise DecodeError(f"{schema.type_name}.{name}: {exc}") from None
-                fields[name] = value
-                continue
-            offset: int = entry.unpack_from(buf, table + field.index * entry.size)[0]
-            if offset == null:
-                fields[name] = None
-                continue
-            if not fix_len <= offset < data_length:
-                raise DecodeError(
-                    f"{schema.type_name}.{name}: offset {offset} is outside the "
-                    f"variable-size data (bytes {fix_len}..{data_length - 1})"
-                )
-            written.append((offset, name))
-            try:
-                fields[name] = self.var_field(kind, data_start + offset, table, depth)
-            except DecodeError as exc:
-                raise DecodeError(f"{schema.type_name}.{name}: {exc}") from None
+            fields.update(zip(plan.fixed_names, numbers, strict=True))
+        for name, position, bit in plan.bools:
+            fields[name] = bool((buf[data_start + position] >> bit) & 1)
+        written: list[tuple[int, str]] = []
+        if var_count:
+            offsets = plan.tables[entry.size].unpack_from(buf, table)
+            for name, index, kind in plan.var:
+                offset: int = offsets[index]
+                if offset == null:
+                    continue
+                if not fix_len <= offset < data_length:
+                    raise DecodeError(
+                        f"{schema.type_name}.{name}: offset {offset} is outside the "
+                        f"variable-size data (bytes {fix_len}..{data_length - 1})"
+                    )
+                written.append((offset, name))
+                at = data_start + offset
+                if kind is K.STRING and at + 4 <= table:
+                    # The common case inline; anything unusual takes the checked path below.
+                    length: int = _I32.unpack_from(buf, at)[0]
+                    stop = at + 4 + length
+                    if 0 <= length and stop <= table and self.budget >= 4 + length:
+                        try:
+                            fields[name] = buf[at + 4 : stop].decode("utf-8")
+                            self.budget -= 4 + length
+                            continue
+                        except UnicodeDecodeError:
+                            pass
+                try:
+                    fields[name] = self.var_field(kind, at, table, depth)
+                except DecodeError as exc:
+                    raise DecodeError(f"{schema.type_name}.{name}: {exc}") from None
         order = [name for _, name in sorted(written)]
         write_order = None if order == [name for _, name in written] else tuple(order)
         return CompactRecord(schema.type_name, schema, fields, write_order)
@@ -448,8 +538,17 @@ class _Encoding:
                 f"{schema.type_name}: fields do not match the schema "
                 f"(missing {missing}, unknown {extra})"
             )
-        var_fields = []
-        for field in schema.fields:
+        plan = _plan(schema)
+        scalar_fields = plan.scalar_fields
+        if plan.fixed is not None:
+            numbers = [values[name] for name in plan.fixed_names]
+            if all(type(v) is t for v, t in zip(numbers, plan.fixed_types, strict=True)):
+                try:
+                    plan.fixed.pack_into(out, data_start, *numbers)
+                    scalar_fields = plan.bool_fields
+                except struct.error:
+                    pass  # out of range: the per-field loop below names the field
+        for field in scalar_fields:
             kind = field.kind
             value = values[field.name]
             try:
@@ -466,15 +565,24 @@ class _Encoding:
                     continue
             except (TypeError, ValueError, OverflowError, struct.error) as exc:
                 raise DecodeError(f"{schema.type_name}.{field.name}: {exc}") from None
-            var_fields.append(field)
+        var_fields = plan.var_fields
         if record.write_order is not None:
-            var_fields = _ordered(schema, var_fields, record.write_order)
+            ordered = plan.orders.get(record.write_order)
+            if ordered is None:
+                ordered = _ordered(schema, var_fields, record.write_order)
+                if len(plan.orders) < _MAX_ORDERS:
+                    plan.orders[record.write_order] = ordered
+            var_fields = ordered
         positions = [-1] * var_count
         for field in var_fields:
             value = values[field.name]
             if value is None:
                 continue
             positions[field.index] = len(out) - data_start
+            if field.kind is K.STRING and type(value) is str and value.isascii():
+                out += _I32.pack(len(value))
+                out += value.encode("ascii")
+                continue
             try:
                 self.var_field(field.kind, value, depth)
             except (TypeError, ValueError, OverflowError, struct.error, AttributeError) as exc:

@@ -248,16 +248,11 @@ def record_to_json(record: CompactRecord, *, nested: bool = False) -> dict[str, 
     if nested:
         document[TYPE_KEY] = record.type_name
         document[SCHEMA_ID_KEY] = str(schema.schema_id)
-    for field in schema.fields:
-        name: str = field.name
-        if name in RESERVED_KEYS:
-            raise DecodeError(
-                f"{record.type_name}: field name {name!r} clashes with a reserved JSON key"
-            )
-        encoding, is_array, _ = _KINDS[field.kind]
-        value = record.fields[name]
-        if value is None:
-            document[name] = None
+    values = record.fields
+    for name, encoding, is_array in _json_plan(schema, record.type_name):
+        value = values[name]
+        if value is None or encoding is None:
+            document[name] = value
         elif is_array:
             assert isinstance(value, list)
             document[name] = [None if v is None else _to_json(encoding, v) for v in value]
@@ -266,6 +261,28 @@ def record_to_json(record: CompactRecord, *, nested: bool = False) -> dict[str, 
     if record.write_order is not None:
         document[ORDER_KEY] = list(record.write_order)
     return document
+
+
+#: Encodings whose Python values are already JSON values (ints, strings, booleans).
+_AS_IS = frozenset({"bool", "int8", "int16", "int32", "int64", "string"})
+_JSON_PLANS: dict[int, tuple[Any, tuple[tuple[str, str | None, bool], ...]]] = {}
+
+
+def _json_plan(schema: Any, type_name: str) -> tuple[tuple[str, str | None, bool], ...]:
+    """(name, encoding or None when the value is JSON as is, is array) per field, cached."""
+    cached = _JSON_PLANS.get(schema.schema_id)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    plan = []
+    for field in schema.fields:
+        name: str = field.name
+        if name in RESERVED_KEYS:
+            raise DecodeError(f"{type_name}: field name {name!r} clashes with a reserved JSON key")
+        encoding, is_array, _ = _KINDS[field.kind]
+        plan.append((name, None if encoding in _AS_IS else encoding, is_array))
+    result = tuple(plan)
+    _JSON_PLANS[schema.schema_id] = (schema, result)
+    return result
 
 
 def _to_json(encoding: str, value: object) -> object:
