@@ -6,7 +6,7 @@ CONFIG ?= config/sidecar.yaml
 PROTO  := protos/hzsidecar/v1/mapstore.proto
 GEN    := hzsidecar/v1/mapstore_pb2.py
 
-.PHONY: install proto proto-gen run test unit lint shim clean docs demo
+.PHONY: install proto proto-gen run test unit lint shim clean docs demo bench
 
 install: $(VENV)/.installed $(GEN)
 
@@ -61,3 +61,8 @@ docs: install
 # A member with the shim, the sidecar on SQLite, a client putting Compact records; Ctrl-C stops.
 demo: install shim
 	$(PY) examples/demo.py
+
+# Figures and ratios against the database's ceiling and the alternatives, measured in one run
+# (own PostgreSQL, sidecars, member); writes bench/results/latest.md. BENCH_SCALE=0.05 for a quick run.
+bench: install shim
+	$(PY) bench/run.py

@@ -93,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     command("run", "Serve the MapStore gRPC service until SIGTERM/SIGINT.")
     command("check", "Validate the configuration and reach the provider.")
     command("migrate", "Apply the provider's pending schema migrations.")
+    dlq = command(
+        "dlq",
+        "Dead letters (entries whose bytes could not be decoded): list them, replay them "
+        "(decode again and store those that now decode), or purge them.",
+    )
+    dlq.add_argument("action", choices=("list", "replay", "purge"))
+    dlq.add_argument("--map", dest="map_name", metavar="NAME", help="only this map's letters")
+    dlq.add_argument("--id", dest="letter_id", type=int, metavar="N", help="only letter N")
+    dlq.add_argument("--all", dest="purge_all", action="store_true", help="purge: every letter")
     member = command(
         "member-config",
         "Render the Hazelcast member's map configuration (YAML) from the sidecar configuration.",
@@ -156,6 +165,21 @@ async def _run(config: SidecarConfig) -> int:
     return EXIT_OK
 
 
+def _dlq(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
+    from sidecar.deadletter import dlq_command
+
+    async def run(config: SidecarConfig) -> int:
+        return await dlq_command(
+            config,
+            args.action,
+            map_name=args.map_name,
+            letter_id=args.letter_id,
+            purge_all=args.purge_all,
+        )
+
+    return run
+
+
 def _member_config(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
     async def render(config: SidecarConfig) -> int:
         text = render_member_yaml(
@@ -183,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "check": _check,
             "migrate": _migrate,
             "member-config": _member_config(args),
+            "dlq": _dlq(args),
         }[args.command]
         return asyncio.run(handler(config))
     except ConfigError as exc:

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sidecar.errors import ConfigError
 from sidecar.providers.base import StoreKind
@@ -199,6 +207,104 @@ class LoggingConfig(_Model):
         return value
 
 
+class OnPoison(enum.StrEnum):
+    """What a Store call does with an entry whose bytes cannot be decoded."""
+
+    DEAD_LETTER = "dead-letter"
+    REJECT = "reject"
+
+
+class LimitsConfig(_Model):
+    """Bounds on what one call may ask for (``listen.max-message-bytes`` bounds its size)."""
+
+    max_entries_per_call: int = Field(default=100_000, ge=1)
+    max_nesting_depth: int = Field(default=64, ge=1, le=256)
+
+
+class TlsConfig(_Model):
+    """TLS on a TCP listener: on when ``cert-file`` is set; mutual when ``client-ca-file`` is.
+
+    The files are re-read when they change (checked at each new connection),
+    so a rotated certificate takes effect without a restart.
+    """
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert-file and key-file go together")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("client-ca-file (mutual TLS) needs cert-file and key-file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+class SecurityConfig(_Model):
+    """Who may call the sidecar: an optional bearer token, and TLS on TCP."""
+
+    token: SecretStr | None = None
+    token_file: str | None = None
+    tls: TlsConfig = TlsConfig()
+
+    @model_validator(mode="after")
+    def _one_token(self) -> SecurityConfig:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set token or token-file, not both")
+        if self.token is not None and not self.token.get_secret_value():
+            raise ValueError("token is empty")
+        return self
+
+
+class PrometheusConfig(_Model):
+    """The Prometheus scrape endpoint (``GET /metrics``), served by the sidecar itself."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"  # noqa: S104 - scraped from another container or pod
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class OtlpConfig(_Model):
+    """OTLP/gRPC export of metrics and spans to a collector."""
+
+    enabled: bool = False
+    endpoint: str = "http://localhost:4317"
+    insecure: bool = True
+    metrics: bool = True
+    traces: bool = True
+    export_interval_seconds: float = Field(default=15.0, gt=0)
+
+
+class TelemetryConfig(_Model):
+    """Metrics and traces (OpenTelemetry); everything off by default, and then free."""
+
+    service_name: str = Field(default="hz-sidecar", min_length=1)
+    prometheus: PrometheusConfig = PrometheusConfig()
+    otlp: OtlpConfig = OtlpConfig()
+    span_file: str | None = None
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return self.prometheus.enabled or (self.otlp.enabled and self.otlp.metrics)
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return self.span_file is not None or (self.otlp.enabled and self.otlp.traces)
+
+
+class BatchingConfig(_Model):
+    """Group commit (:mod:`sidecar.batching`): concurrent Store calls of a map share one commit."""
+
+    enabled: bool = True
+    max_rows: int = Field(default=1000, ge=1)
+    max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+
+
 class SidecarConfig(_Model):
     """The whole configuration file."""
 
@@ -207,6 +313,11 @@ class SidecarConfig(_Model):
     maps: tuple[MapRoute, ...] = Field(default_factory=_default_routes)
     framework: FrameworkConfig = FrameworkConfig()
     logging: LoggingConfig = LoggingConfig()
+    on_poison: OnPoison = OnPoison.DEAD_LETTER
+    limits: LimitsConfig = LimitsConfig()
+    security: SecurityConfig = SecurityConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    batching: BatchingConfig = BatchingConfig()
 
     @property
     def persistence(self) -> PersistenceConfig:

@@ -62,6 +62,44 @@ DESCRIPTIONS: dict[str, str] = {
     "logging": "Process logging.",
     "logging.level": "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.",
     "logging.format": "`text`, or `json` (one object per line).",
+    "on-poison": "An entry whose bytes cannot be decoded: `dead-letter` keeps it in the "
+    "dead-letter table (`hz-sidecar dlq`) and answers DEAD_LETTERED; `reject` fails it "
+    "with INVALID_ARGUMENT.",
+    "limits": "Bounds on one call.",
+    "limits.max-entries-per-call": "Most entries (Store) or keys (Load, Delete) in one call; "
+    "more is INVALID_ARGUMENT.",
+    "limits.max-nesting-depth": "Deepest nesting of Compact records decoded; deeper is a "
+    "poison entry.",
+    "security": "Who may call the sidecar.",
+    "security.token": "Bearer token every call but health must carry (`authorization: "
+    "Bearer ...`); never logged.",
+    "security.token-file": "File holding the token (e.g. a Kubernetes Secret), read at start.",
+    "security.tls": "TLS on a TCP listener; files re-read when they change.",
+    "security.tls.cert-file": "PEM certificate chain of the sidecar; set to enable TLS.",
+    "security.tls.key-file": "PEM private key of `cert-file`.",
+    "security.tls.client-ca-file": "PEM CA bundle: when set, clients must present a "
+    "certificate it signed (mutual TLS).",
+    "telemetry": "Metrics and traces (OpenTelemetry); all off by default, and then free.",
+    "telemetry.service-name": "`service.name` of the exported metrics and spans.",
+    "telemetry.prometheus": "The Prometheus scrape endpoint, `GET /metrics`.",
+    "telemetry.prometheus.enabled": "Serve the endpoint.",
+    "telemetry.prometheus.host": "Address it listens on.",
+    "telemetry.prometheus.port": "Port it listens on (the compose trial scrapes 9464).",
+    "telemetry.otlp": "Export to an OpenTelemetry collector over OTLP/gRPC.",
+    "telemetry.otlp.enabled": "Export over OTLP.",
+    "telemetry.otlp.endpoint": "The collector's OTLP/gRPC endpoint.",
+    "telemetry.otlp.insecure": "Plaintext gRPC to the collector (false: TLS).",
+    "telemetry.otlp.metrics": "Export metrics over OTLP.",
+    "telemetry.otlp.traces": "Export spans over OTLP.",
+    "telemetry.otlp.export-interval-seconds": "How often metrics are pushed.",
+    "telemetry.span-file": "Append finished spans to this file, one JSON object per line "
+    "(traces without a collector).",
+    "batching": "Group commit: concurrent Store calls of one map share one transaction "
+    "(one commit); each caller is answered after its rows committed.",
+    "batching.enabled": "Merge concurrent Store calls of a map (false: one transaction per call).",
+    "batching.max-rows": "Most rows in one shared transaction; a larger call is written alone.",
+    "batching.max-wait-ms": "How long a batch waits for more calls to join (0: only the calls "
+    "that arrived while the previous write of the map was in flight).",
 }
 # The two eviction blocks share their keys.
 for _block in ("event-store-eviction", "view-store-eviction"):

@@ -36,6 +36,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from sidecar.telemetry import record_retry
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -110,6 +112,7 @@ class stop_before_deadline(stop_base):
 
 def _log_retry(retry_state: RetryCallState) -> None:
     exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+    record_retry(retry_state.attempt_number, exc)
     logger.warning(
         "transient store failure (attempt %d), retrying in %.3fs: %s: %s",
         retry_state.attempt_number,

@@ -24,13 +24,16 @@ from grpc_reflection.v1alpha import reflection
 
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
+from sidecar.batching import GroupCommit
 from sidecar.codec import SchemaRegistry
 from sidecar.config import SidecarConfig
 from sidecar.errors import ConfigError
 from sidecar.providers import create_provider
 from sidecar.providers.base import Provider
 from sidecar.routing import Router
-from sidecar.service import MapStoreService
+from sidecar.security import BearerTokenInterceptor, load_token, server_credentials
+from sidecar.service import MapStoreService, ServiceLimits
+from sidecar.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,29 @@ class Sidecar:
         self.provider = provider or create_provider(config.provider.name, config.provider.settings)
         self.health = health.aio.HealthServicer()
         self.registry = SchemaRegistry()
+        self.router = Router(config.maps, config.persistence)
+        self.telemetry = Telemetry.from_config(config.telemetry)
         self.service = MapStoreService(
             provider=self.provider,
-            router=Router(config.maps, config.persistence),
+            router=self.router,
             registry=self.registry,
             persistence_enabled=config.persistence.enabled,
+            limits=ServiceLimits(
+                max_entries_per_call=config.limits.max_entries_per_call,
+                max_nesting_depth=config.limits.max_nesting_depth,
+            ),
+            on_poison=config.on_poison,
+            dead_letter_counter=self.telemetry.dead_lettered,
+            telemetry=self.telemetry,
+            group_commit=(
+                GroupCommit(
+                    self.provider,
+                    max_rows=config.batching.max_rows,
+                    max_wait_seconds=config.batching.max_wait_ms / 1000,
+                )
+                if config.batching.enabled
+                else None
+            ),
         )
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -61,11 +82,18 @@ class Sidecar:
         listen = self.config.listen
         await self.provider.open()
         known = await self.service.load_schemas()
+        self.telemetry.start(self.provider)
         options = [
             ("grpc.max_receive_message_length", listen.max_message_bytes),
             ("grpc.max_send_message_length", listen.max_message_bytes),
         ]
-        server = grpc.aio.server(options=options)
+        interceptors = self.telemetry.server_interceptors(
+            lambda map_name: self.router.route(map_name).kind.value
+        )
+        token = load_token(self.config.security)
+        if token is not None:
+            interceptors.append(BearerTokenInterceptor(token))
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         pb_grpc.add_MapStoreServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -76,7 +104,11 @@ class Sidecar:
             Path(unix_path).parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(unix_path)
-        port = server.add_insecure_port(listen.address)
+        credentials = server_credentials(self.config.security.tls)
+        if credentials is None:
+            port = server.add_insecure_port(listen.address)
+        else:
+            port = server.add_secure_port(listen.address, credentials)
         if unix_path is None and port == 0:
             raise ConfigError(f"listen.address: cannot bind {listen.address}")
         await server.start()
@@ -134,6 +166,7 @@ class Sidecar:
         if self._server is not None:
             await self._server.stop(grace)
         await self.provider.close()
+        await asyncio.to_thread(self.telemetry.shutdown)
         unix_path = self.config.listen.unix_path
         if unix_path is not None:
             with contextlib.suppress(FileNotFoundError):

@@ -5,8 +5,9 @@ keys and values with the codec, call the provider under the call's deadline,
 and answer. Errors become status codes in one place (:meth:`_fail`), from the
 ``status`` each :class:`sidecar.errors.SidecarError` declares.
 
-An entry whose bytes cannot be decoded fails alone (its ``EntryResult`` says
-why); the rest of its Store call is written. Everything else that goes wrong
+An entry whose bytes cannot be decoded is a poison entry: it is dead-lettered
+(or, with ``on-poison: reject``, fails alone; see :mod:`sidecar.deadletter`)
+and the rest of its Store call is written. Everything else that goes wrong
 fails the whole call, and nothing of it is written.
 """
 
@@ -23,8 +24,11 @@ import grpc
 
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
+from sidecar.batching import GroupCommit, Writer
 from sidecar.codec import DataCodec, DecodedValue, SchemaRegistry
-from sidecar.config import InitialLoadMode
+from sidecar.codec.compact import DEFAULT_MAX_DEPTH
+from sidecar.config import InitialLoadMode, OnPoison
+from sidecar.deadletter import DeadLetterCounter, PoisonEntries, count_nothing
 from sidecar.errors import (
     DecodeError,
     InvalidRequestError,
@@ -36,6 +40,7 @@ from sidecar.errors import (
 from sidecar.providers.base import Provider, SchemaRecord, StoredKey, StoreEntry, StoreKind
 from sidecar.retry import deadline_scope
 from sidecar.routing import Route, Router
+from sidecar.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +55,16 @@ class ServiceLimits:
 
     default_key_batch: int = DEFAULT_KEY_BATCH
     max_key_batch: int = MAX_KEY_BATCH
+    max_entries_per_call: int = 100_000
+    max_nesting_depth: int = DEFAULT_MAX_DEPTH
+
+    def check_count(self, count: int, what: str, map_name: str) -> None:
+        if count > self.max_entries_per_call:
+            raise InvalidRequestError(
+                f"{count} {what} in one call exceed limits.max-entries-per-call "
+                f"({self.max_entries_per_call})",
+                map_name=map_name,
+            )
 
 
 def _key_repr(data: bytes) -> str:
@@ -67,13 +82,23 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         registry: SchemaRegistry,
         persistence_enabled: bool = True,
         limits: ServiceLimits | None = None,
+        on_poison: OnPoison = OnPoison.DEAD_LETTER,
+        dead_letter_counter: DeadLetterCounter | None = None,
+        telemetry: Telemetry | None = None,
+        group_commit: GroupCommit | None = None,
     ) -> None:
         self._provider = provider
         self._router = router
         self._registry = registry
-        self._codec = DataCodec(registry)
         self._enabled = persistence_enabled
         self._limits = limits or ServiceLimits()
+        self._codec = DataCodec(registry, max_depth=self._limits.max_nesting_depth)
+        self._on_poison = on_poison
+        # The metric hook of dead-lettered entries (DEAD_LETTERED_METRIC).
+        self._dead_letter_counter = dead_letter_counter
+        self._telemetry = telemetry or Telemetry.disabled()
+        # Stores and deletes go through group commit when it is on (sidecar.batching).
+        self._writer: Writer = group_commit or provider
 
     # -- schemas -------------------------------------------------------------------
 
@@ -135,7 +160,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             scope = None if remaining is None else max(remaining - 0.05, 0.0)
             with deadline_scope(scope):
                 async with asyncio.timeout(remaining):
-                    return await awaitable
+                    with self._telemetry.provider_call(awaitable):
+                        return await awaitable
         except TimeoutError as exc:
             raise StoreTimeoutError(
                 f"the store did not answer within the call deadline ({remaining:.3f} s)"
@@ -144,6 +170,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     async def _fail(
         self, context: grpc.aio.ServicerContext, op: str, exc: BaseException
     ) -> NoReturn:
+        self._telemetry.call_failed(exc)
         if isinstance(exc, SidecarError):
             log.warning("%s failed: %s (%s)", op, exc, exc.status.name)
             await context.abort(exc.status, str(exc))
@@ -151,13 +178,35 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         await context.abort(grpc.StatusCode.INTERNAL, f"{op}: internal error: {exc!r}")
         raise AssertionError("ServicerContext.abort returned")  # abort always raises
 
-    def _decode_key(self, map_name: str, index: int, data: bytes) -> StoredKey:
-        try:
-            return self._codec.decode_key(data)
-        except SidecarError as exc:
-            raise type(exc)(
-                f"key #{index} ({_key_repr(data)}) cannot be decoded: {exc}", map_name=map_name
-            ) from exc
+    async def _lookup_keys(
+        self, map_name: str, keys: Sequence[bytes]
+    ) -> dict[str, tuple[StoredKey, bytes]]:
+        """Decode the keys of a Load or Delete: key text → (stored key, the bytes asked for).
+
+        A key whose Compact schema is unknown even after a refresh from the provider
+        cannot be in the store (every schema is persisted before anything that uses
+        it), so it is left out: Hazelcast loads before its first write-through put.
+        """
+        requested: dict[str, tuple[StoredKey, bytes]] = {}
+        refreshed = False
+        for index, data in enumerate(keys):
+            try:
+                try:
+                    key = self._codec.decode_key(data)
+                except UnknownSchemaError:
+                    if refreshed:
+                        continue
+                    refreshed = True
+                    await self.load_schemas()
+                    key = self._codec.decode_key(data)
+            except UnknownSchemaError:
+                continue
+            except SidecarError as exc:
+                exc.args = (f"key #{index} ({_key_repr(data)}) cannot be decoded: {exc}",)
+                exc.map_name = map_name
+                raise
+            requested.setdefault(key.text, (key, data))
+        return requested
 
     # -- Store ---------------------------------------------------------------------
 
@@ -173,10 +222,13 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponse:
         route = self._route(request.map_name)
+        self._limits.check_count(len(request.entries), "entries", request.map_name)
         await self._register(request.schemas, request.map_name)
         results: list[pb.EntryResult] = []
+        poison = PoisonEntries(self._on_poison, self._dead_letter_counter or count_nothing)
         batch: dict[str, StoreEntry] = {}
         written: list[pb.EntryResult] = []
+        self._telemetry.begin_phase("decode")
         for index, entry in enumerate(request.entries):
             try:
                 key = self._codec.decode_key(entry.key)
@@ -184,18 +236,12 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             except UnknownSchemaError as exc:
                 raise UnknownSchemaError(exc.schema_id, map_name=request.map_name) from exc
             except DecodeError as exc:
+                self._telemetry.codec_error(request.map_name, exc)
                 message = (
                     f"map '{request.map_name}', entry #{index} (key {_key_repr(entry.key)}): "
                     f"cannot be decoded: {exc}"
                 )
-                log.warning("Store rejected one entry: %s", message)
-                results.append(
-                    pb.EntryResult(
-                        status=pb.ENTRY_STATUS_FAILED,
-                        code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                        message=message,
-                    )
-                )
+                results.append(poison.add(request.map_name, index, entry.key, entry.value, message))
                 continue
             result = pb.EntryResult(status=pb.ENTRY_STATUS_WRITTEN)
             results.append(result)
@@ -203,8 +249,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             batch[key.text] = self._store_entry(route, key, decoded)
         if batch:
             await self._deadline(
-                context, self._provider.store(request.map_name, route.kind, list(batch.values()))
+                context, self._writer.store(request.map_name, route.kind, list(batch.values()))
             )
+        await self._deadline(context, poison.keep(self._provider))
         log.debug(
             "Store map=%s kind=%s entries=%d written=%d",
             request.map_name,
@@ -229,11 +276,13 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     ) -> pb.DeleteResponse:
         try:
             route = self._route(request.map_name)
-            keys = [self._decode_key(request.map_name, i, k) for i, k in enumerate(request.keys)]
+            self._limits.check_count(len(request.keys), "keys", request.map_name)
+            requested = await self._lookup_keys(request.map_name, request.keys)
+            keys = [key for key, _ in requested.values()]
             deleted = 0
             if keys:
                 deleted = await self._deadline(
-                    context, self._provider.delete(request.map_name, route.kind, keys)
+                    context, self._writer.delete(request.map_name, route.kind, keys)
                 )
             return pb.DeleteResponse(deleted=deleted)
         except Exception as exc:
@@ -253,16 +302,15 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.LoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.LoadResponse:
         route = self._route(request.map_name)
-        requested: dict[str, tuple[StoredKey, bytes]] = {}
-        for index, data in enumerate(request.keys):
-            key = self._decode_key(request.map_name, index, data)
-            requested.setdefault(key.text, (key, data))
+        self._limits.check_count(len(request.keys), "keys", request.map_name)
+        requested = await self._lookup_keys(request.map_name, request.keys)
         keys = [key for key, _ in requested.values()]
         if not keys:
             return pb.LoadResponse()
         found = await self._deadline(
             context, self._provider.load(request.map_name, route.kind, keys)
         )
+        self._telemetry.begin_phase("encode")
         response = pb.LoadResponse()
         schema_ids: set[int] = set()
         for stored in found:
@@ -282,14 +330,21 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         log.debug(
             "Load map=%s keys=%d found=%d", request.map_name, len(keys), len(response.entries)
         )
+        response.schemas.extend(self._schema_messages(schema_ids))
+        return response
+
+    def _schema_messages(self, schema_ids: set[int] | frozenset[int]) -> list[pb.Schema]:
+        messages = []
         for schema_id in sorted(schema_ids):
             record = self._registry.to_record(self._registry.get(schema_id))
-            response.schemas.add(
-                schema_id=record.schema_id,
-                type_name=record.type_name,
-                fields=[pb.SchemaField(name=n, kind=k) for n, k in record.fields],
+            messages.append(
+                pb.Schema(
+                    schema_id=record.schema_id,
+                    type_name=record.type_name,
+                    fields=[pb.SchemaField(name=n, kind=k) for n, k in record.fields],
+                )
             )
-        return response
+        return messages
 
     # -- LoadAllKeys -----------------------------------------------------------------
 
@@ -307,7 +362,17 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                     map_name=request.map_name,
                 )
             batches = self._provider.load_all_keys(request.map_name, route.kind, size)
+            sent: set[int] = set()
             async for keys in batches:
-                yield pb.KeyBatch(keys=[self._codec.encode_key(k) for k in keys])
+                batch = pb.KeyBatch()
+                for key in keys:
+                    data = await self._with_schemas(partial(self._codec.encode_key, key))
+                    batch.keys.append(data)
+                    if key.format.startswith("compact:"):
+                        # The member may know none of them after a full restart.
+                        schema_ids = self._codec.decode_value(data).schema_ids - sent
+                        batch.schemas.extend(self._schema_messages(schema_ids))
+                        sent |= schema_ids
+                yield batch
         except Exception as exc:
             await self._fail(context, f"LoadAllKeys on map '{request.map_name}'", exc)

@@ -49,6 +49,7 @@ from sidecar.errors import (
     StoreUnavailableError,
 )
 from sidecar.providers.base import (
+    DeadLetter,
     EventColumns,
     Provider,
     SchemaRecord,
@@ -327,6 +328,7 @@ class PostgresProvider(Provider):
             for kind, (table, map_column, key_column, data_column) in _COLUMNS.items()
         }
         self._schemas_table = sql.Identifier(schema, "hz_sidecar_schemas")
+        self._dead_letters_table = sql.Identifier(schema, "hz_sidecar_dead_letters")
         self._history_table = sql.Identifier(schema, "hz_sidecar_migrations")
 
     def __repr__(self) -> str:
@@ -389,6 +391,11 @@ class PostgresProvider(Provider):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close(timeout=5.0)
+
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's gauges for telemetry (psycopg_pool ``get_stats()``); empty while closed."""
+        pool = self._pool
+        return {} if pool is None else pool.get_stats()
 
     async def _configure_connection(self, conn: Connection) -> None:
         timeout = self.config.statement_timeout_ms
@@ -644,6 +651,74 @@ class PostgresProvider(Provider):
             )
             for schema_id, type_name, fields in rows
         ]
+
+    # -- Dead letters ----------------------------------------------------------------
+
+    async def put_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """One INSERT of every letter, raw bytes as BYTEA."""
+        if not letters:
+            return
+        query = sql.SQL(
+            "INSERT INTO {table} (map_name, key_data, value_data, error, dead_lettered_at_millis)"
+            " SELECT * FROM unnest(%b::text[], %b::bytea[], %b::bytea[], %b::text[], %b::int8[])"
+        ).format(table=self._dead_letters_table)
+        params = (
+            [d.map_name for d in letters],
+            [d.key for d in letters],
+            [d.value for d in letters],
+            [d.error for d in letters],
+            _int8s([d.dead_lettered_at_millis for d in letters]),
+        )
+
+        async def work(conn: Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(query, params)
+
+        await self._run(f"put_dead_letters of {len(letters)} entries", None, work)
+
+    async def list_dead_letters(
+        self, *, map_name: str | None = None, letter_id: int | None = None
+    ) -> list[DeadLetter]:
+        """The kept dead letters, oldest first."""
+        query = sql.SQL(
+            "SELECT id, map_name, key_data, value_data, error, dead_lettered_at_millis"
+            " FROM {table} WHERE (%s::text IS NULL OR map_name = %s::text)"
+            " AND (%s::int8 IS NULL OR id = %s::int8) ORDER BY id"
+        ).format(table=self._dead_letters_table)
+        params = (map_name, map_name, letter_id, letter_id)
+
+        async def work(conn: Connection) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+        rows = await self._run("list_dead_letters", map_name, work)
+        return [
+            DeadLetter(
+                map_name=name,
+                key=bytes(key),
+                value=bytes(value),
+                error=error,
+                dead_lettered_at_millis=at,
+                id=letter,
+            )
+            for letter, name, key, value, error, at in rows
+        ]
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        """One DELETE; the number of rows it removed."""
+        if not ids:
+            return 0
+        query = sql.SQL("DELETE FROM {table} WHERE id = ANY(%b::int8[])").format(
+            table=self._dead_letters_table
+        )
+        params = (_int8s(sorted(set(ids))),)
+
+        async def work(conn: Connection) -> int:
+            async with conn.transaction():
+                cur = await conn.execute(query, params)
+                return cur.rowcount
+
+        return await self._run(f"delete_dead_letters of {len(ids)} ids", None, work)
 
     # -- Migrations ----------------------------------------------------------------
 

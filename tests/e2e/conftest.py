@@ -70,9 +70,11 @@ class Member:
         cluster_name: str,
         maps: dict[str, Any],
         properties: dict[str, Any] | None = None,
+        jvm_args: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port
+        self.jvm_args = list(jvm_args or [])
         self.cluster_name = cluster_name
         self.config_path = workdir / f"hazelcast-{port}.yaml"
         config = {
@@ -112,6 +114,7 @@ class Member:
                 f"-Dhazelcast.config={self.config_path}",
                 "-Dhazelcast.shutdownhook.policy=GRACEFUL",
                 "-Djava.net.preferIPv4Stack=true",
+                *self.jvm_args,
                 "-cp",
                 f"{HAZELCAST_JAR}{os.pathsep}{SHIM_JAR}",
                 MEMBER_MAIN,

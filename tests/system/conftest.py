@@ -35,8 +35,14 @@ def sidecar_command() -> list[str]:
 class SidecarProcess:
     """A `hz-sidecar run` child process with its config, log and channel."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.credentials = credentials
         self.config_path = workdir / "sidecar.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.address: str = config["listen"]["address"]
@@ -55,7 +61,7 @@ class SidecarProcess:
             env=env,
         )
         log.close()
-        self.channel = grpc.insecure_channel(self.address)
+        self.channel = self.open_channel()
         health = health_pb2_grpc.HealthStub(self.channel)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -69,6 +75,13 @@ class SidecarProcess:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"hz-sidecar did not become SERVING:\n{self.log()}")
+
+    def open_channel(self, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+        """A new channel to the sidecar (TLS when credentials are given or were configured)."""
+        credentials = credentials or self.credentials
+        if credentials is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, credentials)
 
     @property
     def stub(self) -> pb_grpc.MapStoreStub:

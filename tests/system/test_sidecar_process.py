@@ -19,6 +19,7 @@ from tests.hzclient import ClientSerialization, Customer, Order
 from tests.system.conftest import SidecarProcess
 
 WRITTEN, FAILED = pb.ENTRY_STATUS_WRITTEN, pb.ENTRY_STATUS_FAILED
+DEAD_LETTERED = pb.ENTRY_STATUS_DEAD_LETTERED
 
 
 @dataclasses.dataclass
@@ -258,9 +259,7 @@ def test_unrouted_map_is_failed_precondition(
     assert_untouched(sidecar, client, stored)
 
 
-def test_an_undecodable_entry_fails_alone(
-    sidecar: SidecarProcess, client: ClientSerialization, stored: dict[object, object]
-) -> None:
+def poisoned_request(client: ClientSerialization) -> tuple[pb.StoreRequest, bytes]:
     good = client.to_bytes(order(7))
     corrupt = good[:20]  # truncated compact payload
     request = pb.StoreRequest(
@@ -272,16 +271,55 @@ def test_an_undecodable_entry_fails_alone(
         ],
         schemas=client.schemas(),
     )
+    return request, corrupt
+
+
+def test_an_undecodable_entry_is_dead_lettered_alone(
+    sidecar: SidecarProcess, client: ClientSerialization, stored: dict[object, object]
+) -> None:
+    request, corrupt = poisoned_request(client)
     answer = sidecar.stub.Store(request, timeout=5)
-    assert statuses(answer) == [WRITTEN, FAILED, WRITTEN]
-    failed = answer.results[1]
-    assert failed.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    assert "entry #1" in failed.message and "Customer_VIEW" in failed.message
+    assert statuses(answer) == [WRITTEN, DEAD_LETTERED, WRITTEN]
+    assert "entry #1" in answer.results[1].message
     assert load(sidecar, client, "Customer_VIEW", ["a", "b", "keep"]) == {
         "a": order(7),
         "b": order(7),
         **stored,
     }
+    db = sidecar.workdir / "data" / "store.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT map_name, key_data, value_data, error FROM hz_sidecar_dead_letters"
+        ).fetchall()
+    assert [row[:3] for row in rows] == [("Customer_VIEW", client.to_bytes("keep"), corrupt)]
+    assert "cannot be decoded" in rows[0][3]
+    assert "dead-lettered map=Customer_VIEW entry=#1" in sidecar.log()
+
+
+def test_with_on_poison_reject_an_undecodable_entry_fails_alone(
+    tmp_path: Path, client: ClientSerialization
+) -> None:
+    from tests.system.conftest import free_port, sqlite_config
+
+    config = sqlite_config(tmp_path, f"127.0.0.1:{free_port()}")
+    config["on-poison"] = "reject"
+    process = SidecarProcess(tmp_path, config)
+    process.start()
+    try:
+        request, _ = poisoned_request(client)
+        answer = process.stub.Store(request, timeout=5)
+        assert statuses(answer) == [WRITTEN, FAILED, WRITTEN]
+        failed = answer.results[1]
+        assert failed.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "entry #1" in failed.message and "Customer_VIEW" in failed.message
+        assert load(process, client, "Customer_VIEW", ["a", "b", "keep"]) == {
+            "a": order(7),
+            "b": order(7),
+        }
+        with sqlite3.connect(tmp_path / "data" / "store.db") as conn:
+            assert conn.execute("SELECT count(*) FROM hz_sidecar_dead_letters").fetchone() == (0,)
+    finally:
+        process.stop(signal.SIGKILL)
 
 
 def test_rows_are_readable_in_the_database(
@@ -296,3 +334,25 @@ def test_rows_are_readable_in_the_database(
             "WHERE map_name = 'Orders_ES' AND map_key = 'o-1'"
         ).fetchone()
     assert (amount, name) == (11.5, "c1")
+
+
+def test_load_all_keys_sends_the_schemas_of_compact_keys_once(
+    sidecar: SidecarProcess, client: ClientSerialization
+) -> None:
+    customers = [Customer(f"c{i}", i % 2 == 0) for i in range(30)]
+    entries = [pb.Entry(key=client.to_bytes(c), value=client.to_bytes(c.name)) for c in customers]
+    answer = sidecar.stub.Store(
+        pb.StoreRequest(map_name="Keys_VIEW", entries=entries, schemas=client.schemas()),
+        timeout=10,
+    )
+    assert set(statuses(answer)) == {WRITTEN}
+    batches = list(
+        sidecar.stub.LoadAllKeys(
+            pb.LoadAllKeysRequest(map_name="Keys_VIEW", batch_size=7), timeout=10
+        )
+    )
+    assert [s.type_name for b in batches for s in b.schemas] == ["Customer"]
+    reader = ClientSerialization()
+    reader.register(batches[0].schemas)
+    keys = [reader.to_object(k) for b in batches for k in b.keys]
+    assert sorted(keys, key=lambda c: c.name) == sorted(customers, key=lambda c: c.name)

@@ -84,8 +84,8 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
     }
 
     /**
-     * The interceptors every call goes through: the place for call metadata (the bearer token now, W3C
-     * {@code traceparent} when tracing is added).
+     * The interceptors every call goes through: the place for call metadata (the bearer token, the W3C
+     * {@code traceparent} of {@link TraceParent}).
      */
     static List<ClientInterceptor> interceptors(SidecarSettings settings) {
         List<ClientInterceptor> interceptors = new ArrayList<>();
@@ -94,6 +94,7 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             headers.put(AUTHORIZATION, "Bearer " + settings.token());
             interceptors.add(MetadataUtils.newAttachHeadersInterceptor(headers));
         }
+        interceptors.add(TraceParent.interceptor());
         return interceptors;
     }
 
@@ -238,6 +239,7 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
 
         @Override
         public Iterator<Object> iterator() {
+            TraceParent trace = TraceParent.random();
             Context.CancellableContext context = Context.current().withCancellation();
             synchronized (streams) {
                 streams.add(context);
@@ -250,7 +252,7 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             // The call is bound to the context current when it starts, so close() can cancel it.
             Context previous = context.attach();
             try {
-                batches = call("loadAllKeys", 0, () -> stub
+                batches = call("loadAllKeys", 0, trace, () -> stub
                         .withDeadlineAfter(settings.loadAllKeysDeadlineMs(), TimeUnit.MILLISECONDS)
                         .loadAllKeys(request));
             } finally {
@@ -263,11 +265,13 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
                 @Override
                 public boolean hasNext() {
                     while (!batch.hasNext()) {
-                        boolean more = call("loadAllKeys", received, batches::hasNext);
+                        boolean more = call("loadAllKeys", received, trace, batches::hasNext);
                         if (!more) {
                             return false;
                         }
-                        batch = call("loadAllKeys", received, batches::next).getKeysList().iterator();
+                        KeyBatch next = call("loadAllKeys", received, trace, batches::next);
+                        CompactSchemas.register(schemaService, next.getSchemasList());
+                        batch = next.getKeysList().iterator();
                     }
                     return true;
                 }
@@ -300,14 +304,31 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         return stub.withDeadlineAfter(settings.deadlineMs(), TimeUnit.MILLISECONDS);
     }
 
-    /** Runs one gRPC interaction; a failure becomes a {@link SidecarException}, logged once here. */
+    /** Runs one gRPC interaction as a new trace (see {@link TraceParent}). */
     private <T> T call(String operation, int count, Interaction<T> interaction) {
+        return call(operation, count, TraceParent.random(), interaction);
+    }
+
+    /**
+     * Runs one gRPC interaction in {@code trace}; a failure becomes a {@link SidecarException}, logged once
+     * here with the trace id that finds the sidecar's spans of the call.
+     */
+    private <T> T call(String operation, int count, TraceParent trace, Interaction<T> interaction) {
+        Context traced = Context.current().withValue(TraceParent.CURRENT, trace);
+        Context previous = traced.attach();
         try {
-            return interaction.run();
+            T result = interaction.run();
+            if (logger.isFineEnabled()) {
+                logger.fine("hz-sidecar " + operation + " of " + count + " entries for map '" + mapName
+                        + "' trace_id=" + trace.traceId());
+            }
+            return result;
         } catch (StatusRuntimeException e) {
             SidecarException failure = SidecarException.of(e, mapName, operation, count);
-            logger.warning(failure.getMessage());
+            logger.warning(failure.getMessage() + " (trace_id=" + trace.traceId() + ")");
             throw failure;
+        } finally {
+            traced.detach(previous);
         }
     }
 
