@@ -25,10 +25,12 @@ Guarantees:
   answer is the number of rows *they* removed, which a merged DELETE cannot
   split between callers.
 
-The batch is written with the latest deadline among its callers; a caller whose
-own deadline passes first is answered DEADLINE_EXCEEDED by the service while
-its rows may still commit, which Hazelcast's at-least-once retries tolerate
-(events keep their first write, views are idempotent).
+The batch is written with the latest deadline among its callers, and cancelled
+(the statement with it) when that deadline passes: no write outlives every
+caller it serves. A caller whose own deadline passes first is answered
+DEADLINE_EXCEEDED by the service while its rows may still commit, which
+Hazelcast's at-least-once retries tolerate (events keep their first write,
+views are idempotent).
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ import asyncio
 import collections
 import contextvars
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Sequence
+from typing import Protocol, TypeVar
 
 from sidecar.errors import StoreTimeoutError, StoreUnavailableError
 from sidecar.providers.base import StoredKey, StoreEntry, StoreKind
-from sidecar.retry import call_deadline
+from sidecar.retry import call_deadline, remaining
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Default bound on the rows of one shared transaction (a write-behind batch of
 #: Hazelcast's default size 100 times ten, so big batches are never split).
@@ -52,6 +55,11 @@ DEFAULT_MAX_ROWS = 1000
 #: Default window a batch waits for more calls to join (none: the in-flight write
 #: is the window; measured in ``make bench``, case 5).
 DEFAULT_MAX_WAIT_SECONDS = 0.0
+#: How long after its deadline a write is cancelled. The deadline is the callers'
+#: retry scope, which ends this much before their gRPC deadline (sidecar.service)
+#: so that a store that keeps failing answers with its own error (a database that
+#: is down: UNAVAILABLE); the write is cancelled only once the gRPC deadline passed.
+CANCEL_AFTER_DEADLINE_SECONDS = 0.05
 
 
 class Writer(Protocol):
@@ -203,7 +211,7 @@ class GroupCommit:
         assert call.keys is not None
         call_deadline.set(call.deadline)
         try:
-            deleted = await self._writer.delete(map_name, kind, call.keys)
+            deleted = await _within(call.deadline, self._writer.delete(map_name, kind, call.keys))
         except Exception as exc:
             _fail(call, exc)
         else:
@@ -214,9 +222,10 @@ class GroupCommit:
             await self._store_alone(map_name, kind, batch[0])
             return
         deadlines = [call.deadline for call in batch]
-        call_deadline.set(None if None in deadlines else max(d for d in deadlines if d is not None))
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        call_deadline.set(deadline)
         try:
-            await self._writer.store(map_name, kind, _merge(kind, batch))
+            await _within(deadline, self._writer.store(map_name, kind, _merge(kind, batch)))
         except (StoreUnavailableError, StoreTimeoutError) as exc:
             for call in batch:
                 _fail(call, exc)
@@ -239,11 +248,35 @@ class GroupCommit:
         assert call.entries is not None
         call_deadline.set(call.deadline)
         try:
-            await self._writer.store(map_name, kind, call.entries)
+            await _within(call.deadline, self._writer.store(map_name, kind, call.entries))
         except Exception as exc:
             _fail(call, exc)
         else:
             _succeed(call, 0)
+
+
+async def _within(deadline: float | None, write: Awaitable[T]) -> T:
+    """Await ``write``, cancelled just after ``deadline`` (monotonic time) passes.
+
+    The write runs in the queue's task, not in its callers' calls, so the gRPC
+    deadline does not cancel it; by ``deadline`` every caller it serves has been
+    answered DEADLINE_EXCEEDED. Without this bound a statement waiting on a lock
+    would keep its pooled connection, and the map's queue behind it (with the
+    entries of every retry), until the lock goes. Cancelling the task cancels the
+    statement on the server (psycopg sends a cancel request) and rolls it back.
+    """
+    if deadline is None:
+        return await write
+    scope = asyncio.timeout(remaining(deadline + CANCEL_AFTER_DEADLINE_SECONDS))
+    try:
+        async with scope:
+            return await write
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise
+        raise StoreTimeoutError(
+            "the store did not answer within the deadline of the calls it was writing"
+        ) from exc
 
 
 def _rows(calls: collections.deque[_Call]) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from sidecar.batching import GroupCommit
-from sidecar.errors import StoreError, StoreUnavailableError
+from sidecar.errors import StoreError, StoreTimeoutError, StoreUnavailableError
 from sidecar.providers.base import StoredKey, StoredValue, StoreEntry, StoreKind
 from sidecar.providers.memory import MemoryProvider
 from sidecar.retry import call_deadline, deadline_scope
@@ -236,6 +236,21 @@ async def test_a_merged_batch_runs_under_the_latest_deadline_of_its_callers() ->
     merged_deadline = writer.deadlines[1]
     assert merged_deadline is not None
     assert merged_deadline - time.monotonic() > 40
+
+
+async def test_a_write_past_its_callers_deadline_is_cancelled_and_frees_the_queue() -> None:
+    writer = RecordingWriter()
+    writer.gate = asyncio.Event()  # the write hangs, as a statement waiting on a lock does
+    group = GroupCommit(writer)
+    with deadline_scope(0.1), pytest.raises(StoreTimeoutError, match="deadline"):
+        await asyncio.wait_for(group.store(MAP, StoreKind.VIEW, [entry("stuck")]), 5)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not group._queues, "the queue's task still waits on the abandoned write"
+    writer.gate = None
+    await group.store(MAP, StoreKind.VIEW, [entry("next")])
+    assert await writer.value("stuck") is None
+    assert await writer.value("next") == "1"
 
 
 async def test_the_wait_window_gathers_calls_that_arrive_within_it() -> None:
