@@ -2,7 +2,8 @@
 
 Starts a private PostgreSQL server, two ``hz-sidecar run`` processes (group commit
 on and off) and one Hazelcast member with the shim and the Java baselines
-(``bench/java``), then measures every case of issue 5 and prints one table, with
+(``bench/java``), then measures every case of issue 5, and last the cluster case of
+``bench/cluster.py`` (1 and 3 members, CPU time per entry), and prints one table, with
 the ratios taken between figures of this same run. The table goes to
 ``bench/results/latest.md``, which ends with one ``target ...`` line per target.
 
@@ -678,6 +679,15 @@ def main() -> int:
                 f"{peak:,.0f} / {rss_after_ingest:,.0f} MB",
             )
             targets["sidecar-peak-rss-mb"] = (peak, "<200", peak < 200)
+
+            print("(8) clusters of 1 and 3 members", flush=True)
+            from bench.cluster import cluster_bench
+
+            client.shutdown()
+            clients.clear()
+            member.stop()  # the cluster case has the machine to itself
+            for row in cluster_bench(server, work, N):
+                report.row(*row)
     finally:
         for client in clients:
             with contextlib.suppress(Exception):

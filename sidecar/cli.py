@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from sidecar.cluster_check import check_store_for_cluster
 from sidecar.config import SidecarConfig, load_config
 from sidecar.errors import ConfigError, SidecarError, StoreError, StoreUnavailableError
 from sidecar.member_config import DEFAULT_DEADLINE_MS, render_member_yaml
@@ -90,8 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--log-level", help="override logging.level")
         return sub
 
-    command("run", "Serve the MapStore gRPC service until SIGTERM/SIGINT.")
-    command("check", "Validate the configuration and reach the provider.")
+    for sub in (
+        command("run", "Serve the MapStore gRPC service until SIGTERM/SIGINT."),
+        command("check", "Validate the configuration and reach the provider."),
+    ):
+        sub.add_argument(
+            "--member-config",
+            metavar="FILE",
+            help="the Hazelcast member's YAML configuration: refuse a per-sidecar store "
+            "(SQLite, memory) when it may form a cluster of several members",
+        )
     command("migrate", "Apply the provider's pending schema migrations.")
     dlq = command(
         "dlq",
@@ -202,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = _load(args)
+        if getattr(args, "member_config", None) is not None:
+            check_store_for_cluster(config.provider.name, args.member_config)
         handler = {
             "run": _run,
             "check": _check,

@@ -25,6 +25,7 @@ import grpc
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from sidecar.batching import GroupCommit, Writer
+from sidecar.cluster_check import check_cluster_size
 from sidecar.codec import DataCodec, DecodedValue, SchemaRegistry
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH
 from sidecar.config import InitialLoadMode, OnPoison
@@ -222,6 +223,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponse:
         route = self._route(request.map_name)
+        check_cluster_size(type(self._provider), context.invocation_metadata() or ())
         self._limits.check_count(len(request.entries), "entries", request.map_name)
         await self._register(request.schemas, request.map_name)
         results: list[pb.EntryResult] = []
@@ -276,6 +278,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     ) -> pb.DeleteResponse:
         try:
             route = self._route(request.map_name)
+            check_cluster_size(type(self._provider), context.invocation_metadata() or ())
             self._limits.check_count(len(request.keys), "keys", request.map_name)
             requested = await self._lookup_keys(request.map_name, request.keys)
             keys = [key for key, _ in requested.values()]
@@ -363,7 +366,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 )
             batches = self._provider.load_all_keys(request.map_name, route.kind, size)
             sent: set[int] = set()
+            total = 0
             async for keys in batches:
+                total += len(keys)
                 batch = pb.KeyBatch()
                 for key in keys:
                     data = await self._with_schemas(partial(self._codec.encode_key, key))
@@ -374,5 +379,6 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                         batch.schemas.extend(self._schema_messages(schema_ids))
                         sent |= schema_ids
                 yield batch
+            log.debug("LoadAllKeys map=%s keys=%d", request.map_name, total)
         except Exception as exc:
             await self._fail(context, f"LoadAllKeys on map '{request.map_name}'", exc)

@@ -21,10 +21,15 @@ import io.github.hzsidecar.proto.v1.LoadResponse;
 import io.github.hzsidecar.proto.v1.MapStoreGrpc;
 import io.github.hzsidecar.proto.v1.StoreRequest;
 import io.github.hzsidecar.proto.v1.StoreResponse;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
 import io.grpc.ClientInterceptor;
 import io.grpc.ClientInterceptors;
 import io.grpc.Context;
+import io.grpc.ForwardingClientCall;
 import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
 
@@ -40,6 +45,7 @@ import java.util.Map;
 import java.util.NoSuchElementException;
 import java.util.Properties;
 import java.util.concurrent.TimeUnit;
+import java.util.function.IntSupplier;
 
 /**
  * The MapStore and MapLoader of one IMap: every call is forwarded to the hz-sidecar over gRPC.
@@ -52,6 +58,9 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
 
     private static final Metadata.Key<String> AUTHORIZATION =
             Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+    /** The member's current cluster size: the sidecar refuses writes to a per-sidecar store when > 1. */
+    static final Metadata.Key<String> CLUSTER_SIZE =
+            Metadata.Key.of("x-hz-cluster-size", Metadata.ASCII_STRING_MARSHALLER);
 
     private String mapName;
     private SidecarSettings settings;
@@ -71,7 +80,8 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         this.logger = hazelcastInstance.getLoggingService().getLogger(SidecarMapStore.class);
         this.endpoint = new SidecarChannels.Endpoint(settings.address(), settings.tls());
         this.stub = MapStoreGrpc.newBlockingStub(
-                ClientInterceptors.intercept(SidecarChannels.acquire(endpoint), interceptors(settings)));
+                ClientInterceptors.intercept(SidecarChannels.acquire(endpoint),
+                        interceptors(settings, () -> hazelcastInstance.getCluster().getMembers().size())));
         logger.info("Persistence enabled for " + mapName + " via hz-sidecar at " + settings.address());
     }
 
@@ -85,9 +95,9 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
 
     /**
      * The interceptors every call goes through: the place for call metadata (the bearer token, the W3C
-     * {@code traceparent} of {@link TraceParent}).
+     * {@code traceparent} of {@link TraceParent}, the member's cluster size).
      */
-    static List<ClientInterceptor> interceptors(SidecarSettings settings) {
+    static List<ClientInterceptor> interceptors(SidecarSettings settings, IntSupplier clusterSize) {
         List<ClientInterceptor> interceptors = new ArrayList<>();
         if (settings.token() != null) {
             Metadata headers = new Metadata();
@@ -95,7 +105,25 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             interceptors.add(MetadataUtils.newAttachHeadersInterceptor(headers));
         }
         interceptors.add(TraceParent.interceptor());
+        interceptors.add(clusterSizeInterceptor(clusterSize));
         return interceptors;
+    }
+
+    /** Sends the member's cluster size as it is when each call starts (members join and leave). */
+    static ClientInterceptor clusterSizeInterceptor(IntSupplier clusterSize) {
+        return new ClientInterceptor() {
+            @Override
+            public <Q, R> ClientCall<Q, R> interceptCall(
+                    MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+                return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+                    @Override
+                    public void start(Listener<R> listener, Metadata headers) {
+                        headers.put(CLUSTER_SIZE, Integer.toString(clusterSize.getAsInt()));
+                        super.start(listener, headers);
+                    }
+                };
+            }
+        };
     }
 
     private static SchemaService schemaService(HazelcastInstance hazelcastInstance) {
