@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import yaml
 
-from tests.system.conftest import SidecarProcess, free_port, sqlite_config
+from tests.system.conftest import SidecarProcess, free_port, sqlite_config, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIM_JAR = ROOT / "shim" / "target" / "hz-sidecar-shim.jar"
@@ -138,16 +138,7 @@ class Member:
 
     def stop(self, timeout: float = 120.0) -> int:
         """SIGTERM: Hazelcast's graceful shutdown flushes write-behind queues first."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
+        code = stop_process(self.proc, signal.SIGTERM, timeout)
         self.proc = None
         return code
 

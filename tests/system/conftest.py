@@ -95,18 +95,23 @@ class SidecarProcess:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
+        code = stop_process(self.proc, sig, timeout)
         self.proc = None
         return code
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> int:
+    """Send ``sig`` and wait; kill the process if it outlives ``timeout``. Its exit code."""
+    if proc is None:
+        return 0
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def sqlite_config(workdir: Path, address: str, **persistence: Any) -> dict[str, Any]:
