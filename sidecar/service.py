@@ -222,6 +222,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     async def _store(
         self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponse:
+        log.debug("Store received map=%s entries=%d", request.map_name, len(request.entries))
         route = self._route(request.map_name)
         check_cluster_size(type(self._provider), context.invocation_metadata() or ())
         self._limits.check_count(len(request.entries), "entries", request.map_name)

@@ -104,6 +104,15 @@ def test_sigterm_turns_health_not_serving_first_finishes_in_flight_stores_and_ex
     for thread in in_flight:
         thread.start()
     wait_for_a_store_blocked_on_the_lock(rig)
+    # Every put's Store must have reached the sidecar before SIGTERM: one that arrives
+    # after it is refused (UNAVAILABLE, and write-behind would retry it), which is not
+    # what this test is about. term-0 made the first "received" line.
+    received = f"Store received map={MAP}"
+    wait_until(
+        lambda: rig.sidecar.log().count(received) >= 6,
+        20,
+        "not every in-flight put reached the sidecar",
+    )
     proc = rig.sidecar.proc
     assert proc is not None
     proc.send_signal(signal.SIGTERM)
