@@ -21,15 +21,10 @@ import io.github.hzsidecar.proto.v1.LoadResponse;
 import io.github.hzsidecar.proto.v1.MapStoreGrpc;
 import io.github.hzsidecar.proto.v1.StoreRequest;
 import io.github.hzsidecar.proto.v1.StoreResponse;
-import io.grpc.CallOptions;
-import io.grpc.Channel;
-import io.grpc.ClientCall;
 import io.grpc.ClientInterceptor;
 import io.grpc.ClientInterceptors;
 import io.grpc.Context;
-import io.grpc.ForwardingClientCall;
 import io.grpc.Metadata;
-import io.grpc.MethodDescriptor;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
 
@@ -111,19 +106,7 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
 
     /** Sends the member's cluster size as it is when each call starts (members join and leave). */
     static ClientInterceptor clusterSizeInterceptor(IntSupplier clusterSize) {
-        return new ClientInterceptor() {
-            @Override
-            public <Q, R> ClientCall<Q, R> interceptCall(
-                    MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
-                return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
-                    @Override
-                    public void start(Listener<R> listener, Metadata headers) {
-                        headers.put(CLUSTER_SIZE, Integer.toString(clusterSize.getAsInt()));
-                        super.start(listener, headers);
-                    }
-                };
-            }
-        };
+        return new PerCallHeader(CLUSTER_SIZE, () -> Integer.toString(clusterSize.getAsInt()));
     }
 
     private static SchemaService schemaService(HazelcastInstance hazelcastInstance) {

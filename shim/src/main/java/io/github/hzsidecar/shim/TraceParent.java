@@ -1,13 +1,8 @@
 package io.github.hzsidecar.shim;
 
-import io.grpc.CallOptions;
-import io.grpc.Channel;
-import io.grpc.ClientCall;
 import io.grpc.ClientInterceptor;
 import io.grpc.Context;
-import io.grpc.ForwardingClientCall;
 import io.grpc.Metadata;
-import io.grpc.MethodDescriptor;
 
 import java.util.HexFormat;
 import java.util.concurrent.ThreadLocalRandom;
@@ -54,19 +49,9 @@ record TraceParent(String traceId, String spanId) {
 
     /** Adds the {@code traceparent} of the current context (or of a new trace) to every call. */
     static ClientInterceptor interceptor() {
-        return new ClientInterceptor() {
-            @Override
-            public <Q, R> ClientCall<Q, R> interceptCall(
-                    MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
-                return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
-                    @Override
-                    public void start(Listener<R> listener, Metadata headers) {
-                        TraceParent trace = CURRENT.get();
-                        headers.put(HEADER, (trace != null ? trace : random()).header());
-                        super.start(listener, headers);
-                    }
-                };
-            }
-        };
+        return new PerCallHeader(HEADER, () -> {
+            TraceParent trace = CURRENT.get();
+            return (trace != null ? trace : random()).header();
+        });
     }
 }
