@@ -141,8 +141,7 @@ async def replay(
             continue
         event = None
         if route.kind is StoreKind.EVENT:
-            fields = decoded.record.fields if decoded.record is not None else None
-            event = route.event_columns(key.text, fields)
+            event = route.event_columns(key.text, decoded.fields)
         entry = StoreEntry(key=key, value=decoded.stored, event=event)
         await provider.store(letter.map_name, route.kind, [entry])
         await provider.delete_dead_letters([letter.id])

@@ -68,6 +68,10 @@ class ServiceLimits:
             )
 
 
+#: The result of every written entry (a response copies it, so it is shared).
+_WRITTEN = pb.EntryResult(status=pb.ENTRY_STATUS_WRITTEN)
+
+
 def _key_repr(data: bytes) -> str:
     return data[:24].hex() + ("..." if len(data) > 24 else "")
 
@@ -227,15 +231,24 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         check_cluster_size(type(self._provider), context.invocation_metadata() or ())
         self._limits.check_count(len(request.entries), "entries", request.map_name)
         await self._register(request.schemas, request.map_name)
-        results: list[pb.EntryResult] = []
+        # One result per entry, in request order: None for written (filled in at the end).
+        results: list[pb.EntryResult | None] = []
         poison = PoisonEntries(self._on_poison, self._dead_letter_counter or count_nothing)
         batch: dict[str, StoreEntry] = {}
-        written: list[pb.EntryResult] = []
+        written = 0
+        decode_key = self._codec.decode_key
+        decode_value = self._codec.decode_for_store
         self._telemetry.begin_phase("decode")
         for index, entry in enumerate(request.entries):
             try:
-                key = self._codec.decode_key(entry.key)
-                decoded = await self._with_schemas(partial(self._codec.decode_value, entry.value))
+                try:
+                    key = decode_key(entry.key)
+                    decoded = decode_value(entry.value)
+                except UnknownSchemaError:
+                    # Another sidecar sharing this store may have persisted it.
+                    await self.load_schemas()
+                    key = decode_key(entry.key)
+                    decoded = decode_value(entry.value)
             except UnknownSchemaError as exc:
                 raise UnknownSchemaError(exc.schema_id, map_name=request.map_name) from exc
             except DecodeError as exc:
@@ -246,9 +259,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 )
                 results.append(poison.add(request.map_name, index, entry.key, entry.value, message))
                 continue
-            result = pb.EntryResult(status=pb.ENTRY_STATUS_WRITTEN)
-            results.append(result)
-            written.append(result)
+            results.append(None)
+            written += 1
             batch[key.text] = self._store_entry(route, key, decoded)
         if batch:
             await self._deadline(
@@ -260,16 +272,15 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             request.map_name,
             route.kind.value,
             len(request.entries),
-            len(written),
+            written,
         )
-        return pb.StoreResponse(results=results)
+        return pb.StoreResponse(results=[_WRITTEN if r is None else r for r in results])
 
     @staticmethod
     def _store_entry(route: Route, key: StoredKey, decoded: DecodedValue) -> StoreEntry:
         event = None
         if route.kind is StoreKind.EVENT:
-            fields = decoded.record.fields if decoded.record is not None else None
-            event = route.event_columns(key.text, fields)
+            event = route.event_columns(key.text, decoded.fields)
         return StoreEntry(key=key, value=decoded.stored, event=event)
 
     # -- Delete --------------------------------------------------------------------

@@ -41,9 +41,11 @@ import json
 import re
 import struct
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH, CompactRecord, decode_compact, encode_compact
+from sidecar.codec.compiled import FALLBACK_ERRORS, CompiledCodecs
 from sidecar.codec.jsonmap import (
     dumps,
     float_from_json,
@@ -71,6 +73,9 @@ TYPE_COMPACT = -55
 TYPE_JSON = -130
 
 HEADER = struct.Struct(">ii")
+_SCHEMA_ID = struct.Struct(">q")
+_LENGTH = struct.Struct(">i")
+_STRING_HEADER = HEADER.pack(0, TYPE_STRING)
 COMPACT_KEY_PREFIX = "compact:"
 OPAQUE_KEY = "@opaque"
 
@@ -96,11 +101,28 @@ _FLOAT_TEXT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 @dataclass(frozen=True, slots=True)
 class DecodedValue:
-    """A decoded map value: the stored form, the schema ids it uses, the record if Compact."""
+    """A decoded map value: the stored form, the schema ids it uses, the record if Compact.
+
+    :meth:`DataCodec.decode_for_store` leaves ``record`` None for a flat record it
+    decoded with a compiled codec; ``plain_fields`` then holds its string, integer
+    and boolean fields (see :attr:`fields`).
+    """
 
     stored: StoredValue
     schema_ids: frozenset[int]
     record: CompactRecord | None
+    plain_fields: Mapping[str, object] | None = None
+
+    @property
+    def fields(self) -> Mapping[str, object] | None:
+        """The top-level field values a Compact value's event columns are read from.
+
+        Strings, integers and booleans are the decoded values; with a compiled
+        decode, fields of other kinds are absent (the event columns never use them).
+        """
+        if self.record is not None:
+            return self.record.fields
+        return self.plain_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +149,7 @@ class DataCodec:
     def __init__(self, registry: SchemaRegistry, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.registry = registry
         self.max_depth = max_depth
+        self._compiled = CompiledCodecs()
 
     # -- keys -------------------------------------------------------------------
 
@@ -138,6 +161,13 @@ class DataCodec:
             UnknownSchemaError: a Compact key whose schema was never sent.
         """
         data = bytes(data)
+        if data[:8] == _STRING_HEADER and len(data) >= 12:
+            # The common key: a String whose length matches exactly is canonical.
+            if _LENGTH.unpack_from(data, 8)[0] == len(data) - 12:
+                try:
+                    return StoredKey(data[12:].decode("utf-8"), "string")
+                except UnicodeDecodeError:
+                    pass  # the generic path explains
         type_id = _type_id(data)
         if type_id == TYPE_COMPACT and HEADER.unpack_from(data)[0] == 0:
             record, _ = decode_compact(data, HEADER.size, self.registry, max_depth=self.max_depth)
@@ -220,6 +250,36 @@ class DataCodec:
         _check_exact(data, self.encode_value(stored).data, fmt)
         return DecodedValue(stored, frozenset(), None)
 
+    def decode_for_store(self, data: bytes) -> DecodedValue:
+        """As :meth:`decode_value`, through a compiled codec when the value is a flat record.
+
+        The stored form is the same either way; ``record`` is None when the
+        compiled path was taken (use :attr:`DecodedValue.fields`).
+        """
+        data = bytes(data)
+        if len(data) >= 16 and HEADER.unpack_from(data) == (0, TYPE_COMPACT):
+            schema_id: int = _SCHEMA_ID.unpack_from(data, 8)[0]
+            if schema_id in self.registry:
+                schema = self.registry.get(schema_id)
+                decoder = self._compiled.decoder(schema)
+                if decoder is not None:
+                    try:
+                        document = decoder(data)
+                    except FALLBACK_ERRORS:
+                        pass  # the generic path decides, and explains
+                    else:
+                        stored = StoredValue(
+                            format="compact",
+                            document=dumps(document),
+                            type_name=schema.type_name,
+                            schema_id=schema_id,
+                        )
+                        plain = {
+                            name: document[name] for name in self._compiled.plain_names(schema)
+                        }
+                        return DecodedValue(stored, frozenset((schema_id,)), None, plain)
+        return self.decode_value(data)
+
     def encode_value(self, value: StoredValue) -> EncodedValue:
         """The ``Data`` bytes of a stored value, and the schema ids they use.
 
@@ -232,12 +292,14 @@ class DataCodec:
             if value.schema_id is None:
                 raise DecodeError("compact value has no schema id")
             document = loads(value.document)
-            record = record_from_json(
-                document,
-                self.registry,
-                self.registry.get(value.schema_id),
-                max_depth=self.max_depth,
-            )
+            schema = self.registry.get(value.schema_id)
+            encoder = self._compiled.encoder(schema)
+            if encoder is not None and type(document) is dict:
+                try:
+                    return EncodedValue(encoder(document), frozenset((value.schema_id,)))
+                except FALLBACK_ERRORS:
+                    pass  # the generic path decides, and explains
+            record = record_from_json(document, self.registry, schema, max_depth=self.max_depth)
             payload, ids = encode_compact(record, max_depth=self.max_depth)
             return EncodedValue(_frame(TYPE_COMPACT, payload), ids)
         if fmt == "json":

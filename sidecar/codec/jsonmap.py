@@ -114,10 +114,13 @@ _KINDS: dict[FieldKind, tuple[str, bool, bool]] = {
 # -- JSON text ------------------------------------------------------------------
 
 
+_DUMPS = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_DUMPS_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
 def dumps(value: object, *, compact: bool = False) -> str:
     """JSON text of a document: UTF-8 readable, never NaN literals."""
-    separators = (",", ":") if compact else None
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=separators)
+    return _DUMPS_COMPACT(value) if compact else _DUMPS(value)
 
 
 def _reject_constant(name: str) -> object:
@@ -125,11 +128,13 @@ def _reject_constant(name: str) -> object:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise DecodeError(f"JSON object repeats the key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DecodeError(f"JSON object repeats the key {key!r}")
+            seen.add(key)
     return result
 
 
