@@ -8,7 +8,15 @@ and answer. Errors become status codes in one place (:meth:`_fail`), from the
 An entry whose bytes cannot be decoded is a poison entry: it is dead-lettered
 (or, with ``on-poison: reject``, fails alone; see :mod:`sidecar.deadletter`)
 and the rest of its Store call is written. Everything else that goes wrong
-fails the whole call, and nothing of it is written.
+fails the whole call.
+
+A Store call of more than :data:`PIPELINE_ROWS` entries is written in chunks,
+each while the next is decoded. If a chunk's write fails while another's
+succeeded, the entries of the failed chunk are answered FAILED (with the
+error's status) and the member retries them; if the call fails as a whole
+after a chunk was written (an unknown schema further on, say), the member's
+retry writes that chunk again, which the stores absorb (events keep their
+first write, a view's row is overwritten with the same value).
 """
 
 from __future__ import annotations
@@ -47,6 +55,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_KEY_BATCH = 1000
+#: A Store call with more entries is written in chunks of this many rows, each
+#: while the next is decoded (the sidecar decodes on one core while the database
+#: writes on another). Smaller calls are written in one transaction.
+PIPELINE_ROWS = 256
 MAX_KEY_BATCH = 100_000
 
 
@@ -91,6 +103,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         dead_letter_counter: DeadLetterCounter | None = None,
         telemetry: Telemetry | None = None,
         group_commit: GroupCommit | None = None,
+        pipeline_rows: int = PIPELINE_ROWS,
     ) -> None:
         self._provider = provider
         self._router = router
@@ -104,6 +117,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self._telemetry = telemetry or Telemetry.disabled()
         # Stores and deletes go through group commit when it is on (sidecar.batching).
         self._writer: Writer = group_commit or provider
+        self._schema_cache: dict[int, pb.Schema] = {}
+        self._pipeline_rows = pipeline_rows
 
     # -- schemas -------------------------------------------------------------------
 
@@ -234,47 +249,138 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         # One result per entry, in request order: None for written (filled in at the end).
         results: list[pb.EntryResult | None] = []
         poison = PoisonEntries(self._on_poison, self._dead_letter_counter or count_nothing)
+        # The rows being decoded, by key text, and the indexes of their entries.
         batch: dict[str, StoreEntry] = {}
-        written = 0
-        decode_key = self._codec.decode_key
-        decode_value = self._codec.decode_for_store
+        indexes: list[int] = []
+        # Earlier rows of a large call, being written while the next are decoded.
+        writes: list[tuple[asyncio.Task[None], list[int]]] = []
+        handed: set[str] = set()
         self._telemetry.begin_phase("decode")
-        for index, entry in enumerate(request.entries):
-            try:
+        try:
+            for index, entry in enumerate(request.entries):
+                if len(batch) >= self._pipeline_rows:
+                    writes.append((self._write_task(context, request, route, batch), indexes))
+                    handed.update(batch)
+                    batch, indexes = {}, []
+                    await asyncio.sleep(0)  # let the write reach the database
+                    self._telemetry.begin_phase("decode")
                 try:
-                    key = decode_key(entry.key)
-                    decoded = decode_value(entry.value)
+                    row = self._decode_entry(request, index, entry, route, poison)
                 except UnknownSchemaError:
                     # Another sidecar sharing this store may have persisted it.
                     await self.load_schemas()
-                    key = decode_key(entry.key)
-                    decoded = decode_value(entry.value)
-            except UnknownSchemaError as exc:
-                raise UnknownSchemaError(exc.schema_id, map_name=request.map_name) from exc
-            except DecodeError as exc:
-                self._telemetry.codec_error(request.map_name, exc)
-                message = (
-                    f"map '{request.map_name}', entry #{index} (key {_key_repr(entry.key)}): "
-                    f"cannot be decoded: {exc}"
+                    try:
+                        row = self._decode_entry(request, index, entry, route, poison)
+                    except UnknownSchemaError as exc:
+                        raise UnknownSchemaError(exc.schema_id, map_name=request.map_name) from exc
+                if isinstance(row, pb.EntryResult):
+                    results.append(row)
+                    continue
+                key_text, store_entry = row
+                if key_text in handed and key_text not in batch:
+                    # A key repeated in a later chunk: the earlier write must end first.
+                    await asyncio.gather(*(task for task, _ in writes), return_exceptions=True)
+                results.append(None)
+                batch[key_text] = store_entry
+                indexes.append(index)
+            if batch and not writes:
+                rows = list(batch.values())
+                await self._deadline(
+                    context, self._writer.store(request.map_name, route.kind, rows)
                 )
-                results.append(poison.add(request.map_name, index, entry.key, entry.value, message))
-                continue
-            results.append(None)
-            written += 1
-            batch[key.text] = self._store_entry(route, key, decoded)
-        if batch:
-            await self._deadline(
-                context, self._writer.store(request.map_name, route.kind, list(batch.values()))
-            )
+            elif batch:
+                writes.append((self._write_task(context, request, route, batch), indexes))
+        finally:
+            # Whatever happens, no write of this call outlives it unobserved.
+            outcomes = await asyncio.gather(*(task for task, _ in writes), return_exceptions=True)
+        self._chunk_failures(request.map_name, results, writes, outcomes)
         await self._deadline(context, poison.keep(self._provider))
         log.debug(
             "Store map=%s kind=%s entries=%d written=%d",
             request.map_name,
             route.kind.value,
             len(request.entries),
-            written,
+            sum(r is None for r in results),
         )
         return pb.StoreResponse(results=[_WRITTEN if r is None else r for r in results])
+
+    def _decode_entry(
+        self,
+        request: pb.StoreRequest,
+        index: int,
+        entry: pb.Entry,
+        route: Route,
+        poison: PoisonEntries,
+    ) -> tuple[str, StoreEntry] | pb.EntryResult:
+        """One entry's key text and row, or the result of a poison entry.
+
+        Raises:
+            UnknownSchemaError: the entry uses a schema this sidecar was never sent.
+        """
+        try:
+            key = self._codec.decode_key(entry.key)
+            decoded = self._codec.decode_for_store(entry.value)
+        except DecodeError as exc:
+            self._telemetry.codec_error(request.map_name, exc)
+            message = (
+                f"map '{request.map_name}', entry #{index} (key {_key_repr(entry.key)}): "
+                f"cannot be decoded: {exc}"
+            )
+            return poison.add(request.map_name, index, entry.key, entry.value, message)
+        return key.text, self._store_entry(route, key, decoded)
+
+    def _write_task(
+        self,
+        context: grpc.aio.ServicerContext,
+        request: pb.StoreRequest,
+        route: Route,
+        batch: dict[str, StoreEntry],
+    ) -> asyncio.Task[None]:
+        """Start writing one chunk of a large Store call."""
+        rows = list(batch.values())
+        return asyncio.create_task(
+            self._deadline(context, self._writer.store(request.map_name, route.kind, rows))
+        )
+
+    @staticmethod
+    def _chunk_failures(
+        map_name: str,
+        results: list[pb.EntryResult | None],
+        writes: list[tuple[asyncio.Task[None], list[int]]],
+        outcomes: list[BaseException | None],
+    ) -> None:
+        """Report the chunks of a large call that failed, entry by entry.
+
+        When every chunk failed, nothing was written and the call fails as a
+        whole (as a call written at once would). Otherwise the entries of the
+        failed chunks are FAILED with the error's status, and the member retries
+        just those.
+        """
+        failed = [
+            (outcome, chunk)
+            for outcome, (_, chunk) in zip(outcomes, writes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        if not failed:
+            return
+        if len(failed) == len(writes):
+            raise failed[0][0]
+        for exc, chunk in failed:
+            status = exc.status if isinstance(exc, SidecarError) else grpc.StatusCode.INTERNAL
+            log.warning(
+                "Store on map '%s': %d of its entries were not written: %s (%s)",
+                map_name,
+                len(chunk),
+                exc,
+                status.name,
+            )
+            failure = pb.EntryResult(
+                status=pb.ENTRY_STATUS_FAILED,
+                code=status.value[0],
+                message=f"not written: {exc}",
+            )
+            for index in chunk:
+                results[index] = failure
 
     @staticmethod
     def _store_entry(route: Route, key: StoredKey, decoded: DecodedValue) -> StoreEntry:
@@ -351,14 +457,16 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     def _schema_messages(self, schema_ids: set[int] | frozenset[int]) -> list[pb.Schema]:
         messages = []
         for schema_id in sorted(schema_ids):
-            record = self._registry.to_record(self._registry.get(schema_id))
-            messages.append(
-                pb.Schema(
+            # A schema id is its layout's fingerprint: the message never changes.
+            message = self._schema_cache.get(schema_id)
+            if message is None:
+                record = self._registry.to_record(self._registry.get(schema_id))
+                message = self._schema_cache[schema_id] = pb.Schema(
                     schema_id=record.schema_id,
                     type_name=record.type_name,
                     fields=[pb.SchemaField(name=n, kind=k) for n, k in record.fields],
                 )
-            )
+            messages.append(message)
         return messages
 
     # -- LoadAllKeys -----------------------------------------------------------------

@@ -30,6 +30,7 @@ import logging
 import math
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -73,6 +74,8 @@ _MIGRATION_FILE = re.compile(r"^V(?P<version>[0-9]+)__(?P<description>[A-Za-z0-9
 _MIGRATION_LOCK_CLASS: Final = 0x687A5344  # "hzSD"
 _HEALTH_TIMEOUT_SECONDS: Final = 2.0
 _APPLICATION_NAME: Final = "hz-sidecar"
+#: A pooled connection idle longer than this is checked (one round trip) before use.
+_CHECK_IDLE_SECONDS: Final = 2.0
 _MASK: Final = "********"
 #: Keys of the provider block that select the provider rather than set it.
 _SELECTORS: Final = frozenset({"type", "name"})
@@ -317,6 +320,10 @@ class PostgresProvider(Provider):
         self.config = PostgresSettings.from_mapping(settings)
         self.retry_policy = RetryPolicy()
         self._pool: psycopg_pool.AsyncConnectionPool[Connection] | None = None
+        #: When each pooled connection was last given back (for the idle check).
+        self._returned_at: weakref.WeakKeyDictionary[Connection, float] = (
+            weakref.WeakKeyDictionary()
+        )
         schema = self.config.schema
         self._tables = {
             kind: _Table(
@@ -349,7 +356,8 @@ class PostgresProvider(Provider):
             return
         config = self.config
         kwargs: dict[str, Any] = {
-            "autocommit": True,  # transactions are explicit: conn.transaction()
+            # A single statement is its own transaction; several use conn.transaction().
+            "autocommit": True,
             "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
         }
         if "application_name" not in conninfo_to_dict(config.dsn):
@@ -361,7 +369,8 @@ class PostgresProvider(Provider):
             max_size=config.pool_max_size,
             open=False,
             configure=self._configure_connection,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            check=self._check_connection,
+            reset=self._connection_returned,
             timeout=config.connect_timeout_seconds,
             # The pool retries a failed connection with a doubling delay until
             # reconnect_timeout, then gives up and lets the next request start
@@ -396,6 +405,22 @@ class PostgresProvider(Provider):
         """The pool's gauges for telemetry (psycopg_pool ``get_stats()``); empty while closed."""
         pool = self._pool
         return {} if pool is None else pool.get_stats()
+
+    async def _connection_returned(self, conn: Connection) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    async def _check_connection(self, conn: Connection) -> None:
+        """Check a connection that sat idle, before handing it out.
+
+        One that was in use within the last couple of seconds is handed out as it
+        is: checking it would add a round trip to every call (a point load would
+        cost two), and a connection that broke since then fails its statement
+        with a transient error that the retry answers on a fresh connection (the
+        pool discards broken connections when they come back).
+        """
+        returned = self._returned_at.get(conn)
+        if returned is None or time.monotonic() - returned > _CHECK_IDLE_SECONDS:
+            await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
     async def _configure_connection(self, conn: Connection) -> None:
         timeout = self.config.statement_timeout_ms
@@ -515,8 +540,9 @@ class PostgresProvider(Provider):
             )
 
         async def work(conn: Connection) -> None:
-            async with conn.transaction():
-                await conn.execute(query, params)
+            # One statement in autocommit: atomic, one commit, one round trip
+            # (an explicit BEGIN ... COMMIT would cost two more).
+            await conn.execute(query, params)
 
         await self._run(f"store of {len(entries)} {kind} entries", map_name, work)
 
@@ -559,9 +585,8 @@ class PostgresProvider(Provider):
         params = (map_name, [key.text for key in keys])
 
         async def work(conn: Connection) -> int:
-            async with conn.transaction():
-                cur = await conn.execute(query, params)
-                return cur.rowcount
+            cur = await conn.execute(query, params)  # one statement: its own transaction
+            return cur.rowcount
 
         return await self._run(f"delete of {len(keys)} keys", map_name, work)
 

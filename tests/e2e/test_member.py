@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hazelcast.predicate import greater_or_equal
 from hazelcast.serialization.api import CompactReader, CompactSerializer, CompactWriter, FieldKind
 
 from tests.e2e.conftest import Deployment, map_store_block, wait_until
@@ -39,6 +40,8 @@ def standard_maps(address: str) -> dict[str, Any]:
             "map-store": store(0, 1, True, "LAZY"),
             "eviction": {"eviction-policy": "LRU", "max-size-policy": "PER_NODE", "size": 50},
         },
+        # Values held deserialized in the member (the shim hands loaded values over as Data).
+        "Object_VIEW": {"in-memory-format": "OBJECT", "map-store": store(0, 1, True, "EAGER")},
     }
 
 
@@ -117,6 +120,24 @@ def test_cold_start_reloads_views_eagerly_and_events_lazily(deployment_factory: 
     assert view_map.get_all(list(views)) == views
     events = client.get_map("Orders_ES").blocking()
     assert events.get("e7") == event(7)  # LAZY: loaded on get
+
+
+def test_loaded_values_serve_object_format_maps_and_member_side_queries(
+    deployment_factory: Factory,
+) -> None:
+    deployment = deployment_factory(standard_maps)
+    client = deployment.client(serializers())
+    events = {f"o{i}": event(i) for i in range(40)}
+    client.get_map("Object_VIEW").blocking().put_all(events)
+    restart_member(deployment)
+    objects = deployment.client(serializers()).get_map("Object_VIEW").blocking()
+    assert objects.size() == 40  # EAGER, into OBJECT in-memory format
+    assert objects.get_all(list(events)) == events
+    # The member reads fields of the loaded values itself.
+    late = objects.values(greater_or_equal("sequence", 30))
+    assert sorted(e.sequence for e in late) == list(range(30, 40))
+    objects.evict("o3")
+    assert objects.get("o3") == event(3)  # a single-key load on the get path
 
 
 def test_evicted_entries_reload_transparently(deployment_factory: Factory) -> None:

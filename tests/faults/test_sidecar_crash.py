@@ -40,7 +40,7 @@ def test_sidecar_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
     with EventWriter(rig.imap(MAP), "kill", per_put=50) as writer:
         wait_until(lambda: rig.stored(MAP) > 0, 30, "write-behind is not flowing")
         # 1. Killed with a Store transaction open in PostgreSQL: its INSERT waits on a
-        # lock, so the kill lands between BEGIN and COMMIT, deterministically.
+        # lock, so the kill lands before it commits, deterministically.
         lock = rig.lock("domain_events")
         wait_for_a_store_blocked_on_the_lock(rig)
         rig.sidecar.stop(signal.SIGKILL)

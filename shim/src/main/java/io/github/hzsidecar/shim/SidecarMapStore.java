@@ -231,7 +231,10 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             if (key == null) {
                 key = toObject(entry.getKey());
             }
-            result.put(key, toObject(entry.getValue()));
+            // The value's Data as the member serializes it: Hazelcast keeps map values serialized
+            // and passes a Data through toData unchanged, so deserializing it here would only be
+            // undone at once. Its schemas were registered above, for whoever reads it.
+            result.put(key, new HeapData(entry.getValue().toByteArray()));
         }
         return result;
     }
