@@ -30,6 +30,7 @@ import decimal
 import re
 import struct
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from hazelcast.serialization.api import FieldKind
@@ -50,6 +51,10 @@ K = FieldKind
 
 #: The type id of Compact ``Data`` (schema id in the stream), as in :mod:`sidecar.codec.data`.
 _TYPE_COMPACT = -55
+
+
+#: A compiled decoder: Data bytes -> (the JSON document's text, its plain fields).
+Decoder = Callable[[bytes], tuple[str, dict[str, object]]]
 
 
 class Fallback(Exception):
@@ -334,7 +339,7 @@ def _fixed_slot(layout: _Layout, field: Any) -> int:
     return layout.slot_positions.index(field.position) if field.kind in _FIXED else -1
 
 
-def _compile_decoder(schema: Any) -> Callable[[bytes], dict[str, object]]:
+def _compile_decoder(schema: Any) -> Decoder:
     layout = _Layout(schema)
     src = _Source()
     c = src.const
@@ -404,16 +409,54 @@ def _compile_decoder(schema: Any) -> Callable[[bytes], dict[str, object]]:
         for line in _read_value(f.kind, v, c):
             src.add(line, 2)
         src.add(f"spans.append((o, e - ds, {number}))", 2)
-    names = [f.name for f in layout.fields]
-    pairs = ", ".join(f"{name!r}: {v}" for name, v in zip(names, values, strict=True))
-    src.add(f"doc = {{{pairs}}}")
+    # The document's text, as json.dumps writes the generic path's dict: fields in
+    # schema order, ", " and ": " separators, strings escaped by the same function.
+    pieces: list[str] = []
+    for n, f in enumerate(layout.fields):
+        key = ("{" if n == 0 else ", ") + _json_string(f.name) + ": "
+        pieces += [repr(key), _json_text(f.kind, values[n])]
+    plain = ", ".join(
+        f"{f.name!r}: {values[n]}" for n, f in enumerate(layout.fields) if f.kind in PLAIN_KINDS
+    )
+    src.add(f"plain = {{{plain}}}")
     if layout.var_count:
-        var_names = c("VAR_NAMES", tuple(f.name for f in layout.var_fields))
+        var_json = c("VAR_JSON", tuple(_json_string(f.name) for f in layout.var_fields))
         src.add(f"order = _tiling(spans, {layout.fix_len}, dl)")
-        src.add("if order is not None:")
-        src.add(f"doc[{ORDER_KEY!r}] = [{var_names}[i] for i in order]", 2)
-    src.add("return doc")
+        src.add("if order is None:")
+        src.add("tail = '}'", 2)
+        src.add("else:")
+        order_key = repr(", " + _json_string(ORDER_KEY) + ": [")
+        src.add(f"tail = {order_key} + ', '.join([{var_json}[i] for i in order]) + ']}}'", 2)
+    else:
+        src.add("tail = '}'")
+    if not pieces:
+        pieces = [repr("{")]
+    src.add(f"return ''.join(({', '.join(pieces)}, tail)), plain")
     return _build(src, "decode")
+
+
+def _json_string(text: str) -> str:
+    return '"' + encode_basestring(text)[1:-1] + '"'
+
+
+def _json_text(kind: FieldKind, v: str) -> str:
+    """An expression: the JSON text of the field value ``v`` (a JSON-ready Python value)."""
+    if kind in _FIXED:
+        if _FIXED[kind][1] == "int":
+            return f"repr({v})"
+        return f"(repr({v}) if {v}.__class__ is float else E({v}))"
+    if kind is K.BOOLEAN:
+        return f"('true' if {v} else 'false')"
+    if kind is K.NULLABLE_BOOLEAN:
+        text = f"('true' if {v} else 'false')"
+    elif kind in _NULLABLE:
+        if _NULLABLE[kind][2] == "int":
+            text = f"repr({v})"
+        else:
+            text = f"(repr({v}) if {v}.__class__ is float else E({v}))"
+    else:  # strings, decimals, dates and times are JSON strings
+        text = f"E({v})"
+    return f"('null' if {v} is None else {text})"
 
 
 def _read_value(kind: FieldKind, v: str, c: Callable[[str, object], str]) -> list[str]:
@@ -572,6 +615,7 @@ def _write_value(kind: FieldKind, v: str, p: str, c: Callable[[str, object], str
 
 _HELPERS: dict[str, object] = {
     "Fallback": Fallback,
+    "E": encode_basestring,
     "_f64_json": _f64_json,
     "_f32_json": _f32_json,
     "_decimal_json": _decimal_json,
@@ -611,12 +655,14 @@ class CompiledCodecs:
     """
 
     def __init__(self) -> None:
-        self._decoders: dict[int, tuple[Any, Callable[[bytes], dict[str, object]] | None]] = {}
+        self._decoders: dict[int, tuple[Any, Decoder | None]] = {}
         self._encoders: dict[int, tuple[Any, Callable[[dict[str, object]], bytes] | None]] = {}
-        self._plain: dict[int, tuple[str, ...]] = {}
 
-    def decoder(self, schema: Any) -> Callable[[bytes], dict[str, object]] | None:
-        """The decoder of ``schema``'s Data bytes into its JSON object, or None if not flat."""
+    def decoder(self, schema: Any) -> Decoder | None:
+        """The decoder of ``schema``'s Data bytes (JSON text, plain fields), or None if not flat.
+
+        The plain fields are those of :data:`PLAIN_KINDS`, by name, as decoded.
+        """
         cached = self._decoders.get(schema.schema_id)
         if cached is None or cached[0] is not schema:
             function = _compile_decoder(schema) if compilable(schema) else None
@@ -630,11 +676,3 @@ class CompiledCodecs:
             function = _compile_encoder(schema) if compilable(schema) else None
             cached = self._encoders[schema.schema_id] = (schema, function)
         return cached[1]
-
-    def plain_names(self, schema: Any) -> tuple[str, ...]:
-        """Names of the fields whose JSON value is the decoded value (strings, integers...)."""
-        names = self._plain.get(schema.schema_id)
-        if names is None:
-            names = tuple(f.name for f in schema.fields if f.kind in PLAIN_KINDS)
-            self._plain[schema.schema_id] = names
-        return names

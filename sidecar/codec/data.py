@@ -264,19 +264,16 @@ class DataCodec:
                 decoder = self._compiled.decoder(schema)
                 if decoder is not None:
                     try:
-                        document = decoder(data)
+                        document, plain = decoder(data)
                     except FALLBACK_ERRORS:
                         pass  # the generic path decides, and explains
                     else:
                         stored = StoredValue(
                             format="compact",
-                            document=dumps(document),
+                            document=document,
                             type_name=schema.type_name,
                             schema_id=schema_id,
                         )
-                        plain = {
-                            name: document[name] for name in self._compiled.plain_names(schema)
-                        }
                         return DecodedValue(stored, frozenset((schema_id,)), None, plain)
         return self.decode_value(data)
 
