@@ -434,13 +434,17 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self._telemetry.begin_phase("encode")
         response = pb.LoadResponse()
         schema_ids: set[int] = set()
+        encode_value = self._codec.encode_value
         for stored in found:
             asked, key_bytes = requested[stored.key.text]
             if stored.key.format != asked.format:
                 # Same text, different key type (e.g. "1" and 1): not the requested key.
                 continue
             try:
-                encoded = await self._with_schemas(partial(self._codec.encode_value, stored.value))
+                try:
+                    encoded = encode_value(stored.value)
+                except UnknownSchemaError:
+                    encoded = await self._with_schemas(partial(encode_value, stored.value))
             except SidecarError as exc:
                 raise type(exc)(
                     f"stored value of key {stored.key.text!r} cannot be encoded: {exc}",

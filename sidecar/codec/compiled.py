@@ -237,7 +237,7 @@ def _date_value(text: object) -> tuple[int, int, int]:
         raise Fallback
     match = _PLAIN_DATE.fullmatch(text)
     if match is not None:
-        year, month, day = (int(part) for part in match.groups())
+        year, month, day = int(match[1]), int(match[2]), int(match[3])
         if year:
             datetime.date(year, month, day)  # ValueError: let the generic path explain
             return year, month, day
@@ -268,14 +268,19 @@ def _timestamp_tz_value(text: object) -> tuple[int, ...]:
     return d.year, d.month, d.day, t.hour, t.minute, t.second, t.nano, v.offset_seconds
 
 
-def _write_order(order: object, present: tuple[bool, ...], index: dict[str, int]) -> list[int]:
+def _write_order(
+    order: object, parts: tuple[bytes | None, ...], index: dict[str, int]
+) -> list[int]:
     """Field numbers of ``@order``: exactly the non-null variable-size fields, each once."""
     if type(order) is not list:
         raise Fallback
     numbers = [index[name] for name in order]  # KeyError (or TypeError): not a field name
-    if len(set(numbers)) != len(numbers) or len(numbers) != sum(present):
+    if len(set(numbers)) != len(numbers):
         raise Fallback
-    if not all(present[n] for n in numbers):
+    for number in numbers:
+        if parts[number] is None:
+            raise Fallback
+    if len(numbers) != len(parts) - parts.count(None):
         raise Fallback
     return numbers
 
@@ -553,9 +558,8 @@ def _compile_encoder(schema: Any) -> Callable[[dict[str, object]], bytes]:
     src.add("data = [p for p in ps if p is not None]", 2)
     src.add(f"seq = {c('SCHEMA_ORDER', tuple(range(len(layout.var_fields))))}", 2)
     src.add("else:")
-    present = "tuple(p is not None for p in ps)"
     index = c("VAR_INDEX", {f.name: n for n, f in enumerate(layout.var_fields)})
-    src.add(f"seq = _write_order(order, {present}, {index})", 2)
+    src.add(f"seq = _write_order(order, ps, {index})", 2)
     src.add("data = [ps[i] for i in seq]", 2)
     table_index = c("TABLE_INDEX", tuple(f.index for f in layout.var_fields))
     src.add(f"positions = [-1] * {layout.var_count}")
@@ -566,15 +570,14 @@ def _compile_encoder(schema: Any) -> Callable[[dict[str, object]], bytes]:
     src.add(f"positions[{table_index}[i]] = at", 3)
     src.add("at += len(p)", 3)
     src.add("dl = at")
-    src.add("if dl < 255: table = _table(positions, 'B', 0xFF)")
-    src.add("elif dl < 65535: table = _table(positions, 'H', 0xFFFF)")
-    src.add("else: table = _table(positions, 'i', -1)")
+    # Null positions are -1: all ones in the entry's width (0xFF, 0xFFFF, or -1 itself).
+    count = layout.var_count
+    tables = [c(f"T{code}", struct.Struct(f">{count}{code}")) for code in "BHi"]
+    src.add(f"if dl < 255: table = {tables[0]}.pack(*[p & 0xFF for p in positions])")
+    src.add(f"elif dl < 65535: table = {tables[1]}.pack(*[p & 0xFFFF for p in positions])")
+    src.add(f"else: table = {tables[2]}.pack(*positions)")
     src.add(f"return b''.join(({prefix}, I32.pack(dl), {pack}, *data, table))")
     return _build(src, "encode")
-
-
-def _table(positions: list[int], code: str, null: int) -> bytes:
-    return struct.pack(f">{len(positions)}{code}", *(null if p < 0 else p for p in positions))
 
 
 def _write_value(kind: FieldKind, v: str, p: str, c: Callable[[str, object], str]) -> list[str]:
@@ -632,7 +635,6 @@ _HELPERS: dict[str, object] = {
     "_timestamp_value": _timestamp_value,
     "_timestamp_tz_value": _timestamp_tz_value,
     "_write_order": _write_order,
-    "_table": _table,
 }
 
 
