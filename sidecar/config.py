@@ -302,7 +302,7 @@ class BatchingConfig(_Model):
 
     enabled: bool = True
     max_rows: int = Field(default=1000, ge=1)
-    max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
 
 
 class SidecarConfig(_Model):

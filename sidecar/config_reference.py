@@ -98,8 +98,9 @@ DESCRIPTIONS: dict[str, str] = {
     "(one commit); each caller is answered after its rows committed.",
     "batching.enabled": "Merge concurrent Store calls of a map (false: one transaction per call).",
     "batching.max-rows": "Most rows in one shared transaction; a larger call is written alone.",
-    "batching.max-wait-ms": "How long a batch waits for more calls to join (0: only the calls "
-    "that arrived while the previous write of the map was in flight).",
+    "batching.max-wait-ms": "How long a batch waits for more calls to join, only while the "
+    "map's previous batch merged several calls (0: only the calls that arrived while the "
+    "previous write of the map was in flight).",
 }
 # The two eviction blocks share their keys.
 for _block in ("event-store-eviction", "view-store-eviction"):

@@ -253,16 +253,46 @@ async def test_a_write_past_its_callers_deadline_is_cancelled_and_frees_the_queu
     assert await writer.value("next") == "1"
 
 
-async def test_the_wait_window_gathers_calls_that_arrive_within_it() -> None:
+async def test_the_wait_window_gathers_calls_while_the_map_sees_concurrent_writes() -> None:
     writer = RecordingWriter()
-    group = GroupCommit(writer, max_wait_seconds=0.05)
+    group = GroupCommit(writer, max_wait_seconds=1.0)
 
     async def later(key: str, delay: float) -> None:
         await asyncio.sleep(delay)
         await group.store(MAP, StoreKind.VIEW, [entry(key)])
 
-    await asyncio.gather(later("a", 0), later("b", 0.01), later("c", 0.02))
-    assert writer.transactions == [("store", ["a", "b", "c"])]
+    # A lone call is written at once: no window without concurrency.
+    started = time.monotonic()
+    await group.store(MAP, StoreKind.VIEW, [entry("alone")])
+    assert time.monotonic() - started < 0.5
+    # Calls that overlap are merged, and the map now counts as concurrent ...
+    writer.gate = asyncio.Event()
+    first = asyncio.create_task(group.store(MAP, StoreKind.VIEW, [entry("x")]))
+    await asyncio.sleep(0.01)
+    queued = [asyncio.create_task(later(key, 0)) for key in ("y", "z")]
+    await asyncio.sleep(0.01)
+    writer.gate.set()
+    await asyncio.gather(first, *queued)
+    assert writer.transactions[-1] == ("store", ["y", "z"])  # queued behind "x"
+    # ... so calls that trickle in within the window share one transaction.
+    await asyncio.gather(later("a", 0), later("b", 0.05), later("c", 0.1))
+    assert writer.transactions[-1] == ("store", ["a", "b", "c"])
+
+
+async def test_a_lone_call_is_written_by_its_caller_and_later_calls_queue_behind_it() -> None:
+    writer = RecordingWriter()
+    writer.gate = asyncio.Event()
+    group = GroupCommit(writer)
+    first = asyncio.create_task(group.store(MAP, StoreKind.VIEW, [entry("first")]))
+    await asyncio.sleep(0.01)
+    assert writer.transactions == [("store", ["first"])]  # started without the queue's task
+    rest = [asyncio.create_task(group.store(MAP, StoreKind.VIEW, [entry(k)])) for k in "ab"]
+    await asyncio.sleep(0.01)
+    assert len(writer.transactions) == 1  # waiting behind the write in flight
+    writer.gate.set()
+    await asyncio.gather(first, *rest)
+    assert writer.transactions == [("store", ["first"]), ("store", ["a", "b"])]
+    assert not group._queues
 
 
 def test_bounds_are_checked() -> None:
