@@ -100,6 +100,13 @@ _TEMPORAL: dict[FieldKind, tuple[str, int]] = {
         (K.TIMESTAMP_WITH_TIMEZONE, ">ibbbbbii"),
     )
 }
+#: The helpers of each date/time kind: ``_<name>_json`` and ``_<name>_value``.
+_TEMPORAL_NAMES = {
+    K.TIME: "time",
+    K.DATE: "date",
+    K.TIMESTAMP: "timestamp",
+    K.TIMESTAMP_WITH_TIMEZONE: "timestamp_tz",
+}
 _VARIABLE = frozenset(
     {K.STRING, K.DECIMAL, K.NULLABLE_BOOLEAN, *_NULLABLE, *_TEMPORAL},
 )
@@ -495,12 +502,7 @@ def _read_value(kind: FieldKind, v: str, c: Callable[[str, object], str]) -> lis
         return lines
     fmt, size = _TEMPORAL[kind]
     st = c(f"TM{size}", struct.Struct(fmt))
-    function = {
-        K.TIME: "_time_json",
-        K.DATE: "_date_json",
-        K.TIMESTAMP: "_timestamp_json",
-        K.TIMESTAMP_WITH_TIMEZONE: "_timestamp_tz_json",
-    }[kind]
+    function = f"_{_TEMPORAL_NAMES[kind]}_json"
     return [f"{v} = {function}(*{st}.unpack_from(buf, a))", f"e = a + {size}"]
 
 
@@ -607,12 +609,7 @@ def _write_value(kind: FieldKind, v: str, p: str, c: Callable[[str, object], str
         return [f"{p} = {st}.pack(_float_value({v}, {conversion == 'f32'}))"]
     fmt, size = _TEMPORAL[kind]
     st = c(f"TM{size}", struct.Struct(fmt))
-    function = {
-        K.TIME: "_time_value",
-        K.DATE: "_date_value",
-        K.TIMESTAMP: "_timestamp_value",
-        K.TIMESTAMP_WITH_TIMEZONE: "_timestamp_tz_value",
-    }[kind]
+    function = f"_{_TEMPORAL_NAMES[kind]}_value"
     return [f"{p} = {st}.pack(*{function}({v}))"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from decimal import Decimal
 from typing import Any
 
@@ -110,3 +111,22 @@ def nested_records(draw: st.DrawFn) -> tuple[CompactRecord, list[Any]]:
     child = draw(schemas(LEAF_KINDS, "Child"))
     parent = draw(schemas([*LEAF_KINDS, K.COMPACT, K.ARRAY_OF_COMPACT], "Parent"))
     return draw(records(parent, child)), [child, parent]
+
+
+def mutate(data: st.DataObject, original: bytes, start: int, lengths: list[int]) -> bytes:
+    """``original`` with 1-3 damages after byte ``start``: a byte, an int32 from ``lengths``
+    (or the total length), a cut, or inserted bytes."""
+    mutated = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 3))):
+        how = data.draw(st.sampled_from(["byte", "int", "cut", "insert"]))
+        at = data.draw(st.integers(start, max(start, len(mutated) - 1)))
+        if how == "byte" and at < len(mutated):
+            mutated[at] = data.draw(st.integers(0, 255))
+        elif how == "int":
+            value = data.draw(st.sampled_from([*lengths, len(mutated)]))
+            mutated[at : at + 4] = struct.pack(">i", value)
+        elif how == "cut":
+            del mutated[at:]
+        else:
+            mutated[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    return bytes(mutated)

@@ -24,7 +24,7 @@ from sidecar.codec.jsonmap import record_from_json
 from sidecar.codec.schemas import build_schema, to_record
 from sidecar.errors import DecodeError, UnknownSchemaError
 
-from .strategies import LEAF_KINDS, records, schemas
+from .strategies import LEAF_KINDS, mutate, records, schemas
 
 FLAT_KINDS = [k for k in LEAF_KINDS if not k.name.startswith("ARRAY_OF_")]
 FRAME = struct.pack(">ii", 0, -55)
@@ -96,20 +96,7 @@ def test_compiled_decode_never_accepts_what_the_generic_codec_refuses(
 ) -> None:
     schema = record.schema
     codec = _codec(schema)
-    mutated = bytearray(FRAME + encode_compact(record)[0])
-    for _ in range(draw.draw(st.integers(1, 3))):
-        how = draw.draw(st.sampled_from(["byte", "int", "cut", "insert"]))
-        at = draw.draw(st.integers(16, max(16, len(mutated) - 1)))
-        if how == "byte" and at < len(mutated):
-            mutated[at] = draw.draw(st.integers(0, 255))
-        elif how == "int":
-            value = draw.draw(st.sampled_from([-1, 0, 1, 29, 254, 255, 65535, len(mutated)]))
-            mutated[at : at + 4] = struct.pack(">i", value)
-        elif how == "cut":
-            del mutated[at:]
-        else:
-            mutated[at:at] = draw.draw(st.binary(min_size=1, max_size=8))
-    data = bytes(mutated)
+    data = mutate(draw, FRAME + encode_compact(record)[0], 16, [-1, 0, 1, 29, 254, 255, 65535])
     decoder = CompiledCodecs().decoder(schema)
     assert decoder is not None
     document: str | None

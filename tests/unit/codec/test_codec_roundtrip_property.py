@@ -12,7 +12,7 @@ from sidecar.codec import CompactRecord, DataCodec, SchemaRegistry, encode_compa
 from sidecar.codec.schemas import to_record
 from sidecar.errors import DecodeError, UnknownSchemaError
 
-from .strategies import nested_records
+from .strategies import mutate, nested_records
 
 SETTINGS = settings(
     max_examples=150,
@@ -57,28 +57,13 @@ def test_record_bytes_json_bytes_round_trip_is_exact(case: tuple[CompactRecord, 
 def test_mutated_bytes_only_raise_decode_errors(
     case: tuple[CompactRecord, list[Any]], data: Any
 ) -> None:
-    from hypothesis import strategies as st
 
     record, schemas = case
     codec = codec_for(schemas)
     original = bytearray(struct.pack(">ii", 0, -55) + encode_compact(record)[0])
-    mutated = bytearray(original)
-    for _ in range(data.draw(st.integers(1, 3))):
-        how = data.draw(st.sampled_from(["byte", "int", "cut", "insert"]))
-        at = data.draw(st.integers(8, max(8, len(mutated) - 1)))
-        if how == "byte" and at < len(mutated):
-            mutated[at] = data.draw(st.integers(0, 255))
-        elif how == "int":
-            value = data.draw(
-                st.sampled_from(
-                    [-1, 0, 1, 254, 255, 65534, 65535, 2**31 - 1, -(2**31), len(mutated)]
-                )
-            )
-            mutated[at : at + 4] = struct.pack(">i", value)
-        elif how == "cut":
-            del mutated[at:]
-        else:
-            mutated[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    mutated = mutate(
+        data, bytes(original), 8, [-1, 0, 1, 254, 255, 65534, 65535, 2**31 - 1, -(2**31)]
+    )
     try:
         decoded = codec.decode_value(bytes(mutated))
     except (DecodeError, UnknownSchemaError):
