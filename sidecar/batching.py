@@ -56,8 +56,8 @@ DEFAULT_MAX_ROWS = 1000
 #: Default window a batch waits for more calls to join, taken only while the map's
 #: writes are concurrent. Measured with write-through sets from 1, 8 and 32 threads
 #: through a member (2 cores, PostgreSQL on local disk): 2 ms took 32 putters from
-#: 1,172 to 1,614 puts/s and left 1 and 8 putters as they were; 5 ms reached 1,940
-#: at 32 but cost 8 putters 40 %.
+#: 1,242 to 1,596 puts/s and left 1 and 8 putters within run-to-run noise; 5 ms
+#: reached 1,940 at 32 but cost 8 putters 40 %.
 DEFAULT_MAX_WAIT_SECONDS = 0.002
 #: How long after its deadline a write is cancelled. The deadline is the callers'
 #: retry scope, which ends this much before their gRPC deadline (sidecar.service)
@@ -96,13 +96,11 @@ class _Call:
 
 
 class _Queue:
-    __slots__ = ("pending", "task", "writing")
+    __slots__ = ("pending", "task")
 
     def __init__(self) -> None:
         self.pending: collections.deque[_Call] = collections.deque()
         self.task: asyncio.Task[None] | None = None
-        #: A lone call is being written directly by its caller (see ``_enqueue``).
-        self.writing = False
 
 
 class GroupCommit:
@@ -153,42 +151,23 @@ class GroupCommit:
         entries: Sequence[StoreEntry] | None,
         keys: Sequence[StoredKey] | None,
     ) -> int:
-        key = (map_name, kind)
-        queue = self._queues.get(key)
+        queue = self._queues.get((map_name, kind))
         if queue is None:
-            queue = self._queues[key] = _Queue()
+            queue = self._queues[(map_name, kind)] = _Queue()
         call = _Call(asyncio.get_running_loop().create_future(), entries, keys)
-        idle = queue.task is None and not queue.writing and not queue.pending
-        if idle and not (self.max_wait_seconds > 0 and self._concurrent.get(key, False)):
-            # Nothing of this map in flight: the caller writes its call itself, sparing
-            # it the hops through the queue's task. Calls that arrive meanwhile queue up
-            # behind it, and are merged once it ends.
-            queue.writing = True
-            try:
-                if entries is None:
-                    await self._delete(map_name, kind, call)
-                else:
-                    await self._store_alone(map_name, kind, call)
-            finally:
-                queue.writing = False
-                self._start_draining(map_name, kind, queue)
-            return await call.future
         queue.pending.append(call)
-        if queue.task is None and not queue.writing:
-            self._start_draining(map_name, kind, queue)
-        return await call.future
-
-    def _start_draining(self, map_name: str, kind: StoreKind, queue: _Queue) -> None:
-        """Start the queue's task if calls wait; forget an empty queue."""
-        if queue.pending:
-            # A context of its own: the batch's deadline is not the first caller's.
+        if queue.task is None:
+            # The write runs in a task of its own, never in a caller's: a caller that
+            # gives up (its gRPC deadline, or a cancel) must not interrupt it, since
+            # a second interruption while psycopg cancels the statement makes it drop
+            # the connection, and the statement would then wait on the server, unseen.
+            # A context of its own, too: the batch's deadline is not the first caller's.
             queue.task = asyncio.create_task(
                 self._drain(map_name, kind, queue),
                 name=f"hz-sidecar-group-commit-{map_name}",
                 context=contextvars.Context(),
             )
-        elif self._queues.get((map_name, kind)) is queue:
-            del self._queues[(map_name, kind)]
+        return await call.future
 
     async def _drain(self, map_name: str, kind: StoreKind, queue: _Queue) -> None:
         batch: list[_Call] = []

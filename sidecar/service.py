@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import NoReturn, TypeVar
@@ -82,6 +82,17 @@ class ServiceLimits:
 
 #: The result of every written entry (a response copies it, so it is shared).
 _WRITTEN = pb.EntryResult(status=pb.ENTRY_STATUS_WRITTEN)
+
+
+async def _settled(tasks: Iterable[asyncio.Task[None]]) -> list[BaseException | None]:
+    """Wait for the chunk writes; their outcomes (None, or the exception).
+
+    Shielded: a Store call cancelled meanwhile (its gRPC deadline) leaves each write
+    to its own deadline. Cancelling it from here too could interrupt psycopg while
+    it cancels the statement, which makes it drop the connection and leaves the
+    statement waiting on the server.
+    """
+    return await asyncio.gather(*(asyncio.shield(task) for task in tasks), return_exceptions=True)
 
 
 def _key_repr(data: bytes) -> str:
@@ -279,20 +290,23 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 key_text, store_entry = row
                 if key_text in handed and key_text not in batch:
                     # A key repeated in a later chunk: the earlier write must end first.
-                    await asyncio.gather(*(task for task, _ in writes), return_exceptions=True)
+                    await _settled(task for task, _ in writes)
                 results.append(None)
                 batch[key_text] = store_entry
                 indexes.append(index)
-            if batch and not writes:
+            if batch and not writes and self._writer is not self._provider:
+                # Group commit writes in a task of its own: awaiting it here is safe.
                 rows = list(batch.values())
                 await self._deadline(
                     context, self._writer.store(request.map_name, route.kind, rows)
                 )
             elif batch:
+                # A write of the provider's own: in a task that the call's cancellation
+                # does not reach (see _settled).
                 writes.append((self._write_task(context, request, route, batch), indexes))
         finally:
             # Whatever happens, no write of this call outlives it unobserved.
-            outcomes = await asyncio.gather(*(task for task, _ in writes), return_exceptions=True)
+            outcomes = await _settled(task for task, _ in writes)
         self._chunk_failures(request.map_name, results, writes, outcomes)
         await self._deadline(context, poison.keep(self._provider))
         log.debug(

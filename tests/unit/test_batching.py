@@ -279,22 +279,6 @@ async def test_the_wait_window_gathers_calls_while_the_map_sees_concurrent_write
     assert writer.transactions[-1] == ("store", ["a", "b", "c"])
 
 
-async def test_a_lone_call_is_written_by_its_caller_and_later_calls_queue_behind_it() -> None:
-    writer = RecordingWriter()
-    writer.gate = asyncio.Event()
-    group = GroupCommit(writer)
-    first = asyncio.create_task(group.store(MAP, StoreKind.VIEW, [entry("first")]))
-    await asyncio.sleep(0.01)
-    assert writer.transactions == [("store", ["first"])]  # started without the queue's task
-    rest = [asyncio.create_task(group.store(MAP, StoreKind.VIEW, [entry(k)])) for k in "ab"]
-    await asyncio.sleep(0.01)
-    assert len(writer.transactions) == 1  # waiting behind the write in flight
-    writer.gate.set()
-    await asyncio.gather(first, *rest)
-    assert writer.transactions == [("store", ["first"]), ("store", ["a", "b"])]
-    assert not group._queues
-
-
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError, match="max_rows"):
         GroupCommit(MemoryProvider({}), max_rows=0)
