@@ -42,7 +42,7 @@ from bench import records  # noqa: E402
 from hzsidecar.v1 import mapstore_pb2 as pb  # noqa: E402
 from tests.e2e.conftest import FACTORY, HAZELCAST_JAR, MEMBER_MAIN, SHIM_JAR  # noqa: E402
 from tests.hzclient import ClientSerialization  # noqa: E402
-from tests.pgserver import PostgresServer, _find_bin_dir, _free_port  # noqa: E402
+from tests.pgserver import PostgresServer, _find_bin_dir, _free_port, private_server  # noqa: E402
 from tests.system.conftest import SidecarProcess  # noqa: E402
 
 BENCH_JAVA = ROOT / "bench" / "java"
@@ -103,21 +103,8 @@ def postgres() -> Iterator[PostgresServer]:
     if bin_dir is None:
         raise SystemExit("PostgreSQL server binaries not found (apt-get install postgresql)")
     run_as = "postgres" if os.geteuid() == 0 else None
-    base = Path(tempfile.mkdtemp(prefix="hz-bench-pg-"))
-    (base / "socket").mkdir()
-    if run_as is not None:
-        shutil.chown(base, run_as, run_as)
-        shutil.chown(base / "socket", run_as, run_as)
-    server = PostgresServer(bin_dir=bin_dir, base_dir=base, port=_free_port(), run_as=run_as)
-    try:
-        server.initdb()
-        server.start()
+    with private_server(bin_dir, run_as, "hz-bench-pg-") as server:
         yield server
-    finally:
-        if server.running:
-            with contextlib.suppress(Exception):
-                server.stop("fast")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def sidecar_config(address: str, dsn: str, *, batching: bool) -> dict[str, Any]:

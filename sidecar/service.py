@@ -458,7 +458,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 try:
                     encoded = encode_value(stored.value)
                 except UnknownSchemaError:
-                    encoded = await self._with_schemas(partial(encode_value, stored.value))
+                    # Another sidecar sharing this store may have persisted it.
+                    await self.load_schemas()
+                    encoded = encode_value(stored.value)
             except SidecarError as exc:
                 raise type(exc)(
                     f"stored value of key {stored.key.text!r} cannot be encoded: {exc}",

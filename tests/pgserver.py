@@ -169,10 +169,19 @@ def postgres_server() -> Iterator[PostgresServer]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true: not skipping)")
         pytest.skip(reason)
-    run_as = _server_user()
     # Not under pytest's tmp_path: its parents are private to the current user,
     # and the server may run as another one.
-    base_dir = Path(tempfile.mkdtemp(prefix="hz-sidecar-pg-"))
+    with private_server(bin_dir, _server_user(), "hz-sidecar-pg-") as server:
+        server.create_database(DATABASE)
+        yield server
+
+
+@contextlib.contextmanager
+def private_server(bin_dir: Path, run_as: str | None, prefix: str) -> Iterator[PostgresServer]:
+    """A server initialised and started in a new temporary directory (``prefix``), on a
+    free port, run as the OS user ``run_as`` (None: the current one); stopped and
+    removed afterwards."""
+    base_dir = Path(tempfile.mkdtemp(prefix=prefix))
     (base_dir / "socket").mkdir()
     if run_as is not None:
         user = pwd.getpwnam(run_as)
@@ -182,7 +191,6 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server.initdb()
         server.start()
-        server.create_database(DATABASE)
         yield server
     finally:
         if server.running:
