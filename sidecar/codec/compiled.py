@@ -38,6 +38,7 @@ from hazelcast.serialization.api import FieldKind
 from sidecar.codec.compact import decimal_parts
 from sidecar.codec.jsonmap import (
     ORDER_KEY,
+    PLAIN_DECIMAL_MAX_SCALE,
     RESERVED_KEYS,
     decimal_from_json,
     decimal_to_json,
@@ -130,7 +131,6 @@ PLAIN_KINDS = frozenset(
 _INT_RANGE = {"b": 2**7, "h": 2**15, "i": 2**31, "q": 2**63}
 _PLAIN_DECIMAL = re.compile(r"(-?)(\d+)(?:\.(\d+))?", re.ASCII)
 _PLAIN_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
-_PLAIN_DECIMAL_MAX_SCALE = 100  # as sidecar.codec.jsonmap writes decimals
 _I32 = struct.Struct(">i")
 
 
@@ -160,7 +160,7 @@ def _f32_json(value: float) -> float | str:
 
 def _decimal_json(unscaled: int, scale: int) -> str:
     """The text :func:`decimal_to_json` writes for ``unscaled * 10**-scale``."""
-    if 0 <= scale <= _PLAIN_DECIMAL_MAX_SCALE:
+    if 0 <= scale <= PLAIN_DECIMAL_MAX_SCALE:
         digits = str(abs(unscaled))
         if scale:
             digits = digits.rjust(scale + 1, "0")
@@ -327,7 +327,6 @@ class _Layout:
         slots += [(position, "B", 1) for position in self.bool_bytes]
         slots.sort()
         fmt, at = ">", 0
-        self.slot_names: list[str] = []
         for position, code, size in slots:
             fmt += "x" * (position - at) + code
             at = position + size

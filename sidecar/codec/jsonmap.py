@@ -207,7 +207,7 @@ def int_from_json(value: object, kind: str) -> int:
 
 #: Largest scale written in plain notation; beyond it (Java allows scales up to
 #: 2**31-1) plain text would be gigabytes, so scientific notation is used.
-_PLAIN_DECIMAL_MAX_SCALE = 100
+PLAIN_DECIMAL_MAX_SCALE = 100
 
 
 def decimal_to_json(value: decimal.Decimal) -> str:
@@ -216,7 +216,7 @@ def decimal_to_json(value: decimal.Decimal) -> str:
     Both notations parse back to the same coefficient and exponent.
     """
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and -_PLAIN_DECIMAL_MAX_SCALE <= exponent <= 0:
+    if isinstance(exponent, int) and -PLAIN_DECIMAL_MAX_SCALE <= exponent <= 0:
         return format(value, "f")
     return str(value)
 
