@@ -48,8 +48,11 @@ unit: install
 
 # The member-side MapStore shim: one shaded jar, shim/target/hz-sidecar-shim.jar, plus the Hazelcast
 # jar the end-to-end fixtures start a member with, shim/target/lib/hazelcast-5.7.0.jar.
+# Then the end-to-end suite's Java side, tests/java/framework-shapes/target/framework-shapes.jar:
+# the reference framework's key class and a Java client that puts and reads its data shapes.
 shim:
 	mvn -B -q -f shim/pom.xml package
+	mvn -B -q -f tests/java/framework-shapes/pom.xml package
 
 clean:
 	rm -rf $(VENV) hzsidecar build .pytest_cache .mypy_cache .ruff_cache

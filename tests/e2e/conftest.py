@@ -71,10 +71,12 @@ class Member:
         maps: dict[str, Any],
         properties: dict[str, Any] | None = None,
         jvm_args: list[str] | None = None,
+        extra_classpath: list[Path] | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port
         self.jvm_args = list(jvm_args or [])
+        self.classpath = [HAZELCAST_JAR, SHIM_JAR, *(extra_classpath or [])]
         self.cluster_name = cluster_name
         self.config_path = workdir / f"hazelcast-{port}.yaml"
         config = {
@@ -116,7 +118,7 @@ class Member:
                 "-Djava.net.preferIPv4Stack=true",
                 *self.jvm_args,
                 "-cp",
-                f"{HAZELCAST_JAR}{os.pathsep}{SHIM_JAR}",
+                os.pathsep.join(str(p) for p in self.classpath),
                 MEMBER_MAIN,
             ],
             cwd=self.workdir,
@@ -161,9 +163,14 @@ class Deployment:
     """One sidecar (on SQLite, or on PostgreSQL when ``dsn`` is given) and one member."""
 
     def __init__(
-        self, workdir: Path, maps: Callable[[str], dict[str, Any]], dsn: str | None = None
+        self,
+        workdir: Path,
+        maps: Callable[[str], dict[str, Any]],
+        dsn: str | None = None,
+        extra_classpath: list[Path] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.extra_classpath = list(extra_classpath or [])
         sock_dir = Path(f"/tmp/hze-{uuid.uuid4().hex[:8]}")
         sock_dir.mkdir()
         self.sock_dir = sock_dir
@@ -192,7 +199,12 @@ class Deployment:
 
     def start_member(self, properties: dict[str, Any] | None = None) -> Member:
         self.member = Member(
-            self.workdir, free_port(), self.cluster_name, self.maps(self.address), properties
+            self.workdir,
+            free_port(),
+            self.cluster_name,
+            self.maps(self.address),
+            properties,
+            extra_classpath=self.extra_classpath,
         )
         self.member.start()
         return self.member
@@ -218,7 +230,7 @@ class Deployment:
 @pytest.fixture(params=["sqlite", "postgres"])
 def deployment_factory(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[Callable[[str], dict[str, Any]]], Deployment]]:
+) -> Iterator[Callable[..., Deployment]]:
     """Makes deployments on SQLite, and on a real PostgreSQL server (fresh database each)."""
     require_jars()
     made: list[Deployment] = []
@@ -226,8 +238,10 @@ def deployment_factory(
     if request.param == "postgres":
         dsn = request.getfixturevalue("fresh_database")
 
-    def make(maps: Callable[[str], dict[str, Any]]) -> Deployment:
-        deployment = Deployment(tmp_path, maps, dsn)
+    def make(
+        maps: Callable[[str], dict[str, Any]], extra_classpath: list[Path] | None = None
+    ) -> Deployment:
+        deployment = Deployment(tmp_path, maps, dsn, extra_classpath)
         made.append(deployment)
         deployment.sidecar.start()
         deployment.start_member()
