@@ -32,6 +32,7 @@ from sidecar.providers.base import (
     StoredValue,
     StoreEntry,
     StoreKind,
+    UnreadableRow,
 )
 
 EVENT, VIEW = StoreKind.EVENT, StoreKind.VIEW
@@ -215,3 +216,107 @@ class ProviderConformance:
         assert [d.map_name for d in await provider.list_dead_letters(letter_id=ids[1])] == [hostile]
         assert await provider.delete_dead_letters([ids[0], ids[0], 10**12]) == 1
         assert [d.id for d in await provider.list_dead_letters()] == ids[1:]
+
+    # -- key bytes, rows of the reference framework, unreadable rows -----------------
+
+    async def test_key_bytes_come_back_from_load_and_load_all_keys(
+        self, provider: Provider
+    ) -> None:
+        java_key = StoredKey("seq:7|key:c1", "java", b"\x01\x02\x00\xff" * 40)
+        for kind, name in ((EVENT, "Bytes_ES"), (VIEW, "Bytes_VIEW")):
+            await provider.store(
+                name, kind, [StoreEntry(key=java_key, value=doc(n=1)), entry("plain", n=2)]
+            )
+            loaded = {e.key.text: e.key for e in await provider.load(name, kind, [java_key])}
+            assert loaded == {java_key.text: java_key}
+            streamed: dict[str, StoredKey] = {}
+            async for keys in provider.load_all_keys(name, kind, 1):
+                streamed.update((k.text, k) for k in keys)
+            assert streamed == {java_key.text: java_key, "plain": key("plain")}
+
+    async def _framework_rows(self, provider: Provider, kind: StoreKind, map_name: str) -> None:
+        """Rows as the reference framework wrote them: no key or value format."""
+        framework = [
+            StoreEntry(
+                key=StoredKey(f"seq:{i}|key:c{i % 2}", ""),
+                value=StoredValue("", json.dumps({"_schemaType": "T", "_fields": {"i": i}})),
+            )
+            for i in range(5)
+        ]
+        await provider.store(map_name, kind, [*framework, entry("sidecar-row", n=1)])
+
+    async def test_rows_without_format_are_paged_then_rewritten_once(
+        self, provider: Provider
+    ) -> None:
+        try:
+            await provider.rows_without_format(EVENT, after=None, limit=1)
+        except NotImplementedError:
+            pytest.skip(f"{type(provider).__name__} holds no rows of the reference framework")
+        await self._framework_rows(provider, EVENT, "Legacy_ES")
+        [first] = await provider.load("Legacy_ES", EVENT, [key("seq:0|key:c0")])
+        assert (first.key.format, first.value.format) == ("", "")
+        seen: list[tuple[str, StoreEntry]] = []
+        after = None
+        while page := await provider.rows_without_format(EVENT, after=after, limit=2):
+            assert len(page) <= 2
+            seen.extend(page)
+            after = (page[-1][0], page[-1][1].key.text)
+        assert [e.key.text for _, e in seen] == sorted(f"seq:{i}|key:c{i % 2}" for i in range(5))
+        assert {name for name, _ in seen} == {"Legacy_ES"}
+        rewritten = [
+            (
+                name,
+                StoreEntry(
+                    key=StoredKey(e.key.text, "java", b"bytes-" + e.key.text.encode()),
+                    value=StoredValue("compact", '{"i": 1}', "T", 99),
+                ),
+            )
+            for name, e in seen
+        ]
+        assert await provider.rewrite_rows(EVENT, rewritten) == 5
+        assert await provider.rewrite_rows(EVENT, rewritten) == 0  # already rewritten
+        assert await provider.rows_without_format(EVENT, after=None, limit=10) == []
+        [loaded] = await provider.load("Legacy_ES", EVENT, [key("seq:3|key:c1")])
+        assert loaded.key == StoredKey("seq:3|key:c1", "java", b"bytes-seq:3|key:c1")
+        assert (loaded.value.format, loaded.value.schema_id) == ("compact", 99)
+
+    async def test_rewrite_keeps_a_row_a_sidecar_wrote_since(self, provider: Provider) -> None:
+        try:
+            await provider.rows_without_format(VIEW, after=None, limit=1)
+        except NotImplementedError:
+            pytest.skip(f"{type(provider).__name__} holds no rows of the reference framework")
+        await self._framework_rows(provider, VIEW, "Legacy_VIEW")
+        page = await provider.rows_without_format(VIEW, after=None, limit=10, map_name="Nope")
+        assert page == []
+        page = await provider.rows_without_format(VIEW, after=None, limit=10)
+        newer = StoreEntry(key=StoredKey("seq:0|key:c0", "string"), value=doc(newer=True))
+        await provider.store("Legacy_VIEW", VIEW, [newer])
+        stale = [
+            (
+                n,
+                dataclasses.replace(
+                    e, key=dataclasses.replace(e.key, format="string"), value=doc(stale=True)
+                ),
+            )
+            for n, e in page
+        ]
+        assert await provider.rewrite_rows(VIEW, stale) == 4
+        [loaded] = await provider.load("Legacy_VIEW", VIEW, [key("seq:0|key:c0")])
+        assert json.loads(loaded.value.document) == {"newer": True}
+
+    async def test_unreadable_rows_are_recorded_once_listed_and_purged(
+        self, provider: Provider
+    ) -> None:
+        try:
+            await provider.list_unreadable_rows()
+        except NotImplementedError:
+            pytest.skip(f"{type(provider).__name__} does not record unreadable rows")
+        first = UnreadableRow("A_VIEW", "k1", "", "DecodeError: broken", 1000)
+        again = dataclasses.replace(first, error="later", seen_at_millis=2000)
+        other = UnreadableRow("B_VIEW", "k'; DROP TABLE x; --", "zz", "unknown format", 3000)
+        await provider.put_unreadable_rows([first, other])
+        await provider.put_unreadable_rows([again])
+        assert await provider.list_unreadable_rows() == [first, other]
+        assert await provider.list_unreadable_rows(map_name="B_VIEW") == [other]
+        assert await provider.delete_unreadable_rows(map_name="A_VIEW") == 1
+        assert await provider.list_unreadable_rows() == [other]

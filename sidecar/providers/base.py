@@ -41,11 +41,16 @@ class StoredKey:
 
     ``text`` is the readable canonical form (the ``map_key`` / ``view_key``
     column, unique within a map); ``format`` tells the codec how to turn it
-    back into the member's ``Data`` bytes.
+    back into the member's ``Data`` bytes. ``data`` holds those bytes for the
+    formats whose text alone cannot rebuild them (a Java-serialized key read
+    through a key template, say); providers keep it in their ``key_data``
+    column and give it back from ``load_all_keys``. A row written by the
+    reference framework itself has no format: ``format`` is then ``""``.
     """
 
     text: str
     format: str
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,23 @@ class DeadLetter:
     error: str
     dead_lettered_at_millis: int
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A stored row that cannot be turned back into the member's bytes.
+
+    Loads skip such a row (every other entry of the map still loads); the
+    provider keeps one record of it per map and key so that an operator can
+    list it (``hz-sidecar unreadable list``). ``seen_at_millis`` is the Unix
+    time in milliseconds when it was first met.
+    """
+
+    map_name: str
+    key_text: str
+    key_format: str
+    error: str
+    seen_at_millis: int
 
 
 class Provider(abc.ABC):
@@ -201,3 +223,53 @@ class Provider(abc.ABC):
     async def delete_dead_letters(self, ids: Sequence[int]) -> int:
         """Delete the dead letters with these ids; return how many existed."""
         raise NotImplementedError(f"{type(self).__name__} does not keep dead letters")
+
+    # -- rows of the reference framework (optional: ``hz-sidecar adopt`` needs them) ---
+
+    async def rows_without_format(
+        self,
+        kind: StoreKind,
+        *,
+        after: tuple[str, str] | None,
+        limit: int,
+        map_name: str | None = None,
+    ) -> list[tuple[str, StoreEntry]]:
+        """Up to ``limit`` rows that have no key or no value format, as (map name, entry).
+
+        Ordered by map name then key text, starting after ``after`` (a (map name,
+        key text) pair from the previous page), so a caller pages through them
+        without holding anything between pages. Such rows were written by the
+        reference framework itself; their formats are ``""``.
+
+        Raises:
+            NotImplementedError: the provider cannot hold such rows.
+        """
+        raise NotImplementedError(f"{type(self).__name__} holds no rows of the reference framework")
+
+    async def rewrite_rows(self, kind: StoreKind, rows: Sequence[tuple[str, StoreEntry]]) -> int:
+        """Give rows without format their sidecar form, in one transaction.
+
+        Only a row that still has no key or no value format is rewritten (one
+        that a sidecar wrote since is newer and kept); its key and value columns
+        are set from the entry, its event columns are left as they are. Returns
+        how many rows were rewritten.
+        """
+        raise NotImplementedError(f"{type(self).__name__} holds no rows of the reference framework")
+
+    # -- unreadable rows (optional: without them, such rows are only logged) ---------
+
+    async def put_unreadable_rows(self, rows: Sequence[UnreadableRow]) -> None:
+        """Record ``rows``; a row already recorded for its map and key is kept as it is.
+
+        Raises:
+            NotImplementedError: the provider keeps no such records.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not record unreadable rows")
+
+    async def list_unreadable_rows(self, *, map_name: str | None = None) -> list[UnreadableRow]:
+        """The recorded unreadable rows, by map and key, optionally of one map."""
+        raise NotImplementedError(f"{type(self).__name__} does not record unreadable rows")
+
+    async def delete_unreadable_rows(self, *, map_name: str | None = None) -> int:
+        """Forget the recorded unreadable rows (of one map, or all); return how many."""
+        raise NotImplementedError(f"{type(self).__name__} does not record unreadable rows")

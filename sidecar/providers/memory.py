@@ -18,6 +18,7 @@ from sidecar.providers.base import (
     StoredKey,
     StoreEntry,
     StoreKind,
+    UnreadableRow,
 )
 
 
@@ -37,6 +38,7 @@ class MemoryProvider(Provider):
         self._schemas: dict[int, SchemaRecord] = {}
         self._dead_letters: dict[int, DeadLetter] = {}
         self._next_dead_letter = 1
+        self._unreadable: dict[tuple[str, str], UnreadableRow] = {}
 
     async def is_available(self) -> bool:
         return True
@@ -97,3 +99,20 @@ class MemoryProvider(Provider):
 
     async def delete_dead_letters(self, ids: Sequence[int]) -> int:
         return sum(self._dead_letters.pop(i, None) is not None for i in set(ids))
+
+    async def put_unreadable_rows(self, rows: Sequence[UnreadableRow]) -> None:
+        for row in rows:
+            self._unreadable.setdefault((row.map_name, row.key_text), row)
+
+    async def list_unreadable_rows(self, *, map_name: str | None = None) -> list[UnreadableRow]:
+        return [
+            row
+            for _, row in sorted(self._unreadable.items())
+            if map_name is None or row.map_name == map_name
+        ]
+
+    async def delete_unreadable_rows(self, *, map_name: str | None = None) -> int:
+        doomed = [k for k in self._unreadable if map_name is None or k[0] == map_name]
+        for k in doomed:
+            del self._unreadable[k]
+        return len(doomed)

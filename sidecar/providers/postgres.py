@@ -58,6 +58,7 @@ from sidecar.providers.base import (
     StoredValue,
     StoreEntry,
     StoreKind,
+    UnreadableRow,
 )
 from sidecar.retry import RetryPolicy, call_deadline, is_transient, remaining, run_with_retry
 
@@ -286,6 +287,10 @@ def store_error(exc: BaseException, *, operation: str, map_name: str | None) -> 
 # -- The provider ----------------------------------------------------------------
 
 
+#: The reference's event columns, as a load selects them after the key and value columns.
+_EVENT_COLUMNS = ", aggregate_id, sequence, event_type, timestamp_millis, correlation_id"
+
+
 @dataclass(frozen=True, slots=True)
 class _Table:
     """Where one store kind lives and what its columns are called."""
@@ -336,6 +341,7 @@ class PostgresProvider(Provider):
         }
         self._schemas_table = sql.Identifier(schema, "hz_sidecar_schemas")
         self._dead_letters_table = sql.Identifier(schema, "hz_sidecar_dead_letters")
+        self._unreadable_table = sql.Identifier(schema, "hz_sidecar_unreadable_rows")
         self._history_table = sql.Identifier(schema, "hz_sidecar_migrations")
 
     def __repr__(self) -> str:
@@ -475,7 +481,11 @@ class PostgresProvider(Provider):
             return False
 
     async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
-        """One INSERT of all ``entries`` (events: first kept; views: latest wins)."""
+        """One INSERT of all ``entries`` (events: first kept; views: latest wins).
+
+        An empty key or value format is written as NULL, as in a row of the
+        reference framework.
+        """
         if not entries:
             return
         table = self._tables[kind]
@@ -485,6 +495,7 @@ class PostgresProvider(Provider):
             entries = list({entry.key.text: entry for entry in entries}.values())
         keys = [e.key.text for e in entries]
         key_formats = [e.key.format for e in entries]
+        key_data = [e.key.data for e in entries]
         value_formats = [e.value.format for e in entries]
         type_names = [e.value.type_name for e in entries]
         schema_ids = [e.value.schema_id for e in entries]
@@ -492,19 +503,21 @@ class PostgresProvider(Provider):
         if kind is StoreKind.EVENT:
             events = [e.event or EventColumns() for e in entries]
             query = sql.SQL(
-                "INSERT INTO {table} AS t (map_name, map_key, key_format, value_format,"
+                "INSERT INTO {table} AS t (map_name, map_key, key_format, key_data, value_format,"
                 " type_name, schema_id, event_data, aggregate_id, sequence, event_type,"
                 " timestamp_millis, correlation_id)"
-                " SELECT %b, k, kf, vf, tn, sid, d::jsonb, agg, seq, et, ts, cid"
-                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int8[],"
-                " %b::text[], %b::text[], %b::int8[], %b::text[], %b::int8[], %b::text[])"
-                " AS u(k, kf, vf, tn, sid, d, agg, seq, et, ts, cid)"
+                " SELECT %b, k, NULLIF(kf, ''), kd, NULLIF(vf, ''), tn, sid, d::jsonb, agg, seq,"
+                " et, ts, cid"
+                " FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[],"
+                " %b::int8[], %b::text[], %b::text[], %b::int8[], %b::text[], %b::int8[],"
+                " %b::text[]) AS u(k, kf, kd, vf, tn, sid, d, agg, seq, et, ts, cid)"
                 " ON CONFLICT (map_name, map_key) DO NOTHING"
             ).format(table=table.name)
             params: tuple[Any, ...] = (
                 map_name,
                 keys,
                 key_formats,
+                key_data,
                 value_formats,
                 _texts(type_names),
                 _int8s(schema_ids),
@@ -517,13 +530,14 @@ class PostgresProvider(Provider):
             )
         else:
             query = sql.SQL(
-                "INSERT INTO {table} AS t (view_name, view_key, key_format, value_format,"
-                " type_name, schema_id, view_data, last_updated_millis)"
-                " SELECT %b, k, kf, vf, tn, sid, d::jsonb, %b"
-                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int8[],"
-                " %b::text[]) AS u(k, kf, vf, tn, sid, d)"
+                "INSERT INTO {table} AS t (view_name, view_key, key_format, key_data,"
+                " value_format, type_name, schema_id, view_data, last_updated_millis)"
+                " SELECT %b, k, NULLIF(kf, ''), kd, NULLIF(vf, ''), tn, sid, d::jsonb, %b"
+                " FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[],"
+                " %b::int8[], %b::text[]) AS u(k, kf, kd, vf, tn, sid, d)"
                 " ON CONFLICT (view_name, view_key) DO UPDATE SET"
-                " key_format = excluded.key_format, value_format = excluded.value_format,"
+                " key_format = excluded.key_format, key_data = excluded.key_data,"
+                " value_format = excluded.value_format,"
                 " type_name = excluded.type_name, schema_id = excluded.schema_id,"
                 " view_data = excluded.view_data,"
                 " last_updated_millis = excluded.last_updated_millis, updated_at = now()"
@@ -533,6 +547,7 @@ class PostgresProvider(Provider):
                 Int8(time.time_ns() // 1_000_000),
                 keys,
                 key_formats,
+                key_data,
                 value_formats,
                 _texts(type_names),
                 _int8s(schema_ids),
@@ -553,13 +568,9 @@ class PostgresProvider(Provider):
         if not keys:
             return []
         table = self._tables[kind]
-        event_columns = (
-            ", aggregate_id, sequence, event_type, timestamp_millis, correlation_id"
-            if kind is StoreKind.EVENT
-            else ""
-        )
+        event_columns = _EVENT_COLUMNS if kind is StoreKind.EVENT else ""
         query = sql.SQL(
-            "SELECT {key}, key_format, value_format, {data}::text, type_name, schema_id"
+            "SELECT {key}, key_format, key_data, value_format, {data}::text, type_name, schema_id"
             + event_columns
             + " FROM {table} WHERE {map} = %b AND {key} = ANY(%b::text[])"
         ).format(
@@ -593,45 +604,51 @@ class PostgresProvider(Provider):
     async def load_all_keys(
         self, map_name: str, kind: StoreKind, batch_size: int
     ) -> AsyncIterator[list[StoredKey]]:
-        """Stream the map's keys, in key order, through a server-side cursor.
+        """Yield the map's keys in key order, one page query per batch.
 
-        Batches hold at most ``batch_size`` keys and never more than
-        ``load-all-keys-batch-size``. The cursor's transaction holds one pooled
-        connection until the iteration ends or the iterator is closed; a
-        failure before the first batch is retried, a later one is raised.
+        Keyset pagination (``WHERE key > last ORDER BY key LIMIT n``): no
+        connection or transaction is held between batches, so a member that
+        reads the stream slowly, or never finishes it, holds nothing of the
+        pool. Each page is one statement, retried like any other call. Batches
+        hold at most ``batch_size`` keys and never more than
+        ``load-all-keys-batch-size``.
         """
         size = min(batch_size, self.config.load_all_keys_batch_size)
         if size < 1:
             size = self.config.load_all_keys_batch_size
         table = self._tables[kind]
-        query = sql.SQL(
-            "SELECT {key}, key_format FROM {table} WHERE {map} = %b ORDER BY {key}"
+        first = sql.SQL(
+            "SELECT {key}, key_format, key_data FROM {table} WHERE {map} = %b"
+            " ORDER BY {key} LIMIT %b"
         ).format(key=table.key_column, table=table.name, map=table.map_column)
-        pool = self._pool
-        if pool is None:
-            raise StoreUnavailableError(
-                "postgres load_all_keys: the provider is not open", map_name=map_name
-            )
-        deadline = self._deadline()
+        following = sql.SQL(
+            "SELECT {key}, key_format, key_data FROM {table} WHERE {map} = %b AND {key} > %b"
+            " ORDER BY {key} LIMIT %b"
+        ).format(key=table.key_column, table=table.name, map=table.map_column)
+        last: str | None = None
+        params: tuple[Any, ...]
+        while True:
+            if last is None:
+                query, params = first, (map_name, Int8(size))
+            else:
+                query, params = following, (map_name, last, Int8(size))
 
-        async def connect() -> Connection:
-            return await pool.getconn(timeout=max(remaining(deadline) or 0.0, 0.05))
+            async def page(
+                conn: Connection, query: sql.Composed = query, params: tuple[Any, ...] = params
+            ) -> list[tuple[Any, ...]]:
+                cur = await conn.execute(query, params)
+                return await cur.fetchall()
 
-        operation = "load_all_keys"
-        try:
-            conn = await run_with_retry(self.retry_policy, connect, deadline=deadline)
-        except psycopg.Error as exc:
-            raise store_error(exc, operation=operation, map_name=map_name) from exc
-        try:
-            async with conn.transaction(), conn.cursor(name="hz_sidecar_load_all_keys") as cur:
-                cur.itersize = size
-                await cur.execute(query, (map_name,))
-                while rows := await cur.fetchmany(size):
-                    yield [StoredKey(text, key_format or "") for text, key_format in rows]
-        except psycopg.Error as exc:
-            raise store_error(exc, operation=operation, map_name=map_name) from exc
-        finally:
-            await pool.putconn(conn)
+            rows = await self._run("load_all_keys", map_name, page)
+            if not rows:
+                return
+            yield [
+                StoredKey(text, key_format or "", None if data is None else bytes(data))
+                for text, key_format, data in rows
+            ]
+            if len(rows) < size:
+                return
+            last = rows[-1][0]
 
     async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
         """One INSERT ... ON CONFLICT DO NOTHING: a known id keeps its first record."""
@@ -745,6 +762,122 @@ class PostgresProvider(Provider):
 
         return await self._run(f"delete_dead_letters of {len(ids)} ids", None, work)
 
+    # -- Rows of the reference framework ---------------------------------------------
+
+    async def rows_without_format(
+        self,
+        kind: StoreKind,
+        *,
+        after: tuple[str, str] | None,
+        limit: int,
+        map_name: str | None = None,
+    ) -> list[tuple[str, StoreEntry]]:
+        """One keyset page of the rows whose key or value format is NULL."""
+        table = self._tables[kind]
+        event_columns = _EVENT_COLUMNS if kind is StoreKind.EVENT else ""
+        query = sql.SQL(
+            "SELECT {map}, {key}, key_format, key_data, value_format, {data}::text, type_name,"
+            " schema_id" + event_columns + " FROM {table}"
+            " WHERE (key_format IS NULL OR value_format IS NULL)"
+            " AND (%s::text IS NULL OR {map} = %s::text)"
+            " AND (%s::text IS NULL OR ({map}, {key}) > (%s::text, %s::text))"
+            " ORDER BY {map}, {key} LIMIT %s"
+        ).format(
+            map=table.map_column, key=table.key_column, data=table.data_column, table=table.name
+        )
+        after_map, after_key = after if after is not None else (None, None)
+        params = (map_name, map_name, after_map, after_map, after_key, limit)
+
+        async def work(conn: Connection) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+        rows = await self._run("rows_without_format", map_name, work)
+        return [(row[0], _entry(row[1:], kind)) for row in rows]
+
+    async def rewrite_rows(self, kind: StoreKind, rows: Sequence[tuple[str, StoreEntry]]) -> int:
+        """One UPDATE ... FROM unnest of every row, guarded by the formats still being NULL."""
+        if not rows:
+            return 0
+        table = self._tables[kind]
+        query = sql.SQL(
+            "UPDATE {table} AS t SET key_format = u.kf, key_data = u.kd, value_format = u.vf,"
+            " type_name = u.tn, schema_id = u.sid, {data} = u.d::jsonb"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[],"
+            " %b::text[], %b::int8[], %b::text[]) AS u(m, k, kf, kd, vf, tn, sid, d)"
+            " WHERE t.{map} = u.m AND t.{key} = u.k"
+            " AND (t.key_format IS NULL OR t.value_format IS NULL)"
+        ).format(
+            table=table.name, data=table.data_column, map=table.map_column, key=table.key_column
+        )
+        entries = [entry for _, entry in rows]
+        params = (
+            [name for name, _ in rows],
+            [e.key.text for e in entries],
+            [e.key.format for e in entries],
+            [e.key.data for e in entries],
+            [e.value.format for e in entries],
+            _texts([e.value.type_name for e in entries]),
+            _int8s([e.value.schema_id for e in entries]),
+            [e.value.document for e in entries],
+        )
+
+        async def work(conn: Connection) -> int:
+            cur = await conn.execute(query, params)  # one statement: its own transaction
+            return cur.rowcount
+
+        return await self._run(f"rewrite of {len(rows)} {kind} rows", None, work)
+
+    # -- Unreadable rows -------------------------------------------------------------
+
+    async def put_unreadable_rows(self, rows: Sequence[UnreadableRow]) -> None:
+        """One INSERT ... ON CONFLICT DO NOTHING: the first record of a key is kept."""
+        if not rows:
+            return
+        query = sql.SQL(
+            "INSERT INTO {table} (map_name, key_text, key_format, error, seen_at_millis)"
+            " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int8[])"
+            " ON CONFLICT (map_name, key_text) DO NOTHING"
+        ).format(table=self._unreadable_table)
+        params = (
+            [r.map_name for r in rows],
+            [_without_nul(r.key_text) for r in rows],
+            [_without_nul(r.key_format) for r in rows],
+            [_without_nul(r.error) for r in rows],
+            _int8s([r.seen_at_millis for r in rows]),
+        )
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(query, params)
+
+        await self._run(f"put_unreadable_rows of {len(rows)} rows", None, work)
+
+    async def list_unreadable_rows(self, *, map_name: str | None = None) -> list[UnreadableRow]:
+        """The recorded rows, by map and key."""
+        query = sql.SQL(
+            "SELECT map_name, key_text, key_format, error, seen_at_millis FROM {table}"
+            " WHERE (%s::text IS NULL OR map_name = %s::text) ORDER BY map_name, key_text"
+        ).format(table=self._unreadable_table)
+
+        async def work(conn: Connection) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(query, (map_name, map_name))
+            return await cur.fetchall()
+
+        rows = await self._run("list_unreadable_rows", map_name, work)
+        return [UnreadableRow(*row) for row in rows]
+
+    async def delete_unreadable_rows(self, *, map_name: str | None = None) -> int:
+        """One DELETE; the number of records it removed."""
+        query = sql.SQL(
+            "DELETE FROM {table} WHERE (%s::text IS NULL OR map_name = %s::text)"
+        ).format(table=self._unreadable_table)
+
+        async def work(conn: Connection) -> int:
+            cur = await conn.execute(query, (map_name, map_name))
+            return cur.rowcount
+
+        return await self._run("delete_unreadable_rows", map_name, work)
+
     # -- Migrations ----------------------------------------------------------------
 
     async def migrate(self) -> list[str]:
@@ -852,14 +985,19 @@ def _texts(values: Sequence[str | None]) -> list[str | None]:
     return list(values)
 
 
+def _without_nul(text: str) -> str:
+    # PostgreSQL text refuses NUL; a record of an unreadable row shows it escaped.
+    return text.replace("\x00", "\\u0000")
+
+
 def _entry(row: tuple[Any, ...], kind: StoreKind) -> StoreEntry:
-    key_text, key_format, value_format, document, type_name, schema_id = row[:6]
+    key_text, key_format, key_data, value_format, document, type_name, schema_id = row[:7]
     event = None
     if kind is StoreKind.EVENT:
-        aggregate_id, sequence, event_type, timestamp_millis, correlation_id = row[6:]
+        aggregate_id, sequence, event_type, timestamp_millis, correlation_id = row[7:]
         event = EventColumns(aggregate_id, sequence, event_type, timestamp_millis, correlation_id)
     return StoreEntry(
-        key=StoredKey(key_text, key_format or ""),
+        key=StoredKey(key_text, key_format or "", None if key_data is None else bytes(key_data)),
         value=StoredValue(value_format or "", document, type_name, schema_id),
         event=event,
     )

@@ -35,6 +35,7 @@ from sidecar.providers.base import (
     StoredValue,
     StoreEntry,
     StoreKind,
+    UnreadableRow,
 )
 
 log = logging.getLogger(__name__)
@@ -103,21 +104,87 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             ON hz_sidecar_dead_letters (map_name, id);
         """,
     ),
+    (
+        3,
+        "nullable key and value formats (rows written by the reference framework), key bytes, "
+        "unreadable rows",
+        """
+        CREATE TABLE domain_events_v3 (
+            map_name         TEXT    NOT NULL,
+            map_key          TEXT    NOT NULL,
+            key_format       TEXT,
+            key_data         BLOB,
+            aggregate_id     TEXT,
+            sequence         INTEGER,
+            event_type       TEXT,
+            event_data       TEXT    NOT NULL,
+            value_format     TEXT,
+            type_name        TEXT,
+            schema_id        INTEGER,
+            timestamp_millis INTEGER,
+            correlation_id   TEXT,
+            created_at       TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (map_name, map_key)
+        );
+        INSERT INTO domain_events_v3 (map_name, map_key, key_format, aggregate_id, sequence,
+            event_type, event_data, value_format, type_name, schema_id, timestamp_millis,
+            correlation_id, created_at)
+        SELECT map_name, map_key, key_format, aggregate_id, sequence, event_type, event_data,
+            value_format, type_name, schema_id, timestamp_millis, correlation_id, created_at
+        FROM domain_events;
+        DROP TABLE domain_events;
+        ALTER TABLE domain_events_v3 RENAME TO domain_events;
+        CREATE INDEX IF NOT EXISTS idx_domain_events_aggregate
+            ON domain_events (aggregate_id, sequence);
+        CREATE INDEX IF NOT EXISTS idx_domain_events_type ON domain_events (event_type);
+        CREATE INDEX IF NOT EXISTS idx_domain_events_timestamp ON domain_events (timestamp_millis);
+        CREATE TABLE domain_views_v3 (
+            view_name           TEXT    NOT NULL,
+            view_key            TEXT    NOT NULL,
+            key_format          TEXT,
+            key_data            BLOB,
+            view_data           TEXT    NOT NULL,
+            value_format        TEXT,
+            type_name           TEXT,
+            schema_id           INTEGER,
+            last_updated_millis INTEGER NOT NULL,
+            created_at          TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            updated_at          TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (view_name, view_key)
+        );
+        INSERT INTO domain_views_v3 (view_name, view_key, key_format, view_data, value_format,
+            type_name, schema_id, last_updated_millis, created_at, updated_at)
+        SELECT view_name, view_key, key_format, view_data, value_format, type_name, schema_id,
+            last_updated_millis, created_at, updated_at
+        FROM domain_views;
+        DROP TABLE domain_views;
+        ALTER TABLE domain_views_v3 RENAME TO domain_views;
+        CREATE TABLE IF NOT EXISTS hz_sidecar_unreadable_rows (
+            map_name       TEXT    NOT NULL,
+            key_text       TEXT    NOT NULL,
+            key_format     TEXT    NOT NULL,
+            error          TEXT    NOT NULL,
+            seen_at_millis INTEGER NOT NULL,
+            PRIMARY KEY (map_name, key_text)
+        );
+        """,
+    ),
 )
 
 _EVENT_INSERT = """
-    INSERT INTO domain_events (map_name, map_key, key_format, aggregate_id, sequence, event_type,
-                               event_data, value_format, type_name, schema_id, timestamp_millis,
-                               correlation_id)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO domain_events (map_name, map_key, key_format, key_data, aggregate_id, sequence,
+                               event_type, event_data, value_format, type_name, schema_id,
+                               timestamp_millis, correlation_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (map_name, map_key) DO NOTHING
 """
 _VIEW_UPSERT = """
-    INSERT INTO domain_views (view_name, view_key, key_format, view_data, value_format, type_name,
-                              schema_id, last_updated_millis)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO domain_views (view_name, view_key, key_format, key_data, view_data, value_format,
+                              type_name, schema_id, last_updated_millis)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (view_name, view_key) DO UPDATE SET
         key_format = excluded.key_format,
+        key_data = excluded.key_data,
         view_data = excluded.view_data,
         value_format = excluded.value_format,
         type_name = excluded.type_name,
@@ -130,6 +197,8 @@ _TABLES = {
     StoreKind.EVENT: ("domain_events", "map_name", "map_key", "event_data"),
     StoreKind.VIEW: ("domain_views", "view_name", "view_key", "view_data"),
 }
+#: The reference's event columns, as a load selects them after the key and value columns.
+_EVENT_COLUMNS = ", aggregate_id, sequence, event_type, timestamp_millis, correlation_id"
 # SQLite's default limit on bound parameters per statement is 32766; stay well below.
 _IN_CHUNK = 900
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
@@ -282,9 +351,10 @@ class SQLiteProvider(Provider):
                 (
                     map_name,
                     e.key.text,
-                    e.key.format,
+                    e.key.format or None,
+                    e.key.data,
                     e.value.document,
-                    e.value.format,
+                    e.value.format or None,
                     e.value.type_name,
                     e.value.schema_id,
                     now,
@@ -308,15 +378,15 @@ class SQLiteProvider(Provider):
             chunk = texts[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT {key_col}, key_format, {data_col}, value_format, type_name, schema_id "
-                f"FROM {table} WHERE {map_col} = ? AND {key_col} IN ({marks})",
+                f"SELECT {key_col}, key_format, key_data, {data_col}, value_format, type_name,"
+                f" schema_id FROM {table} WHERE {map_col} = ? AND {key_col} IN ({marks})",
                 (map_name, *chunk),
             ).fetchall()
             found.extend(
                 StoreEntry(
-                    key=StoredKey(text=row[0], format=row[1]),
+                    key=StoredKey(row[0], row[1] or "", _blob(row[2])),
                     value=StoredValue(
-                        format=row[3], document=row[2], type_name=row[4], schema_id=row[5]
+                        format=row[4] or "", document=row[3], type_name=row[5], schema_id=row[6]
                     ),
                 )
                 for row in rows
@@ -337,7 +407,7 @@ class SQLiteProvider(Provider):
         # Keyset pagination: no cursor is held open across awaits. The first page
         # has no lower bound, so that an empty-string key is not skipped.
         table, map_col, key_col, _ = _TABLES[kind]
-        select = f"SELECT {key_col}, key_format FROM {table} WHERE {map_col} = ?"
+        select = f"SELECT {key_col}, key_format, key_data FROM {table} WHERE {map_col} = ?"
         order = f" ORDER BY {key_col} LIMIT ?"
         query = select + order
         params: tuple[Any, ...] = (map_name, batch_size)
@@ -345,7 +415,7 @@ class SQLiteProvider(Provider):
             rows = await self._run(self._fetch, query, params)
             if not rows:
                 return
-            yield [StoredKey(text=r[0], format=r[1]) for r in rows]
+            yield [StoredKey(r[0], r[1] or "", _blob(r[2])) for r in rows]
             if len(rows) < batch_size:
                 return
             query = f"{select} AND {key_col} > ?{order}"
@@ -420,18 +490,108 @@ class SQLiteProvider(Provider):
             [(i,) for i in unique],
         )
 
+    async def rows_without_format(
+        self,
+        kind: StoreKind,
+        *,
+        after: tuple[str, str] | None,
+        limit: int,
+        map_name: str | None = None,
+    ) -> list[tuple[str, StoreEntry]]:
+        table, map_col, key_col, data_col = _TABLES[kind]
+        event_columns = _EVENT_COLUMNS if kind is StoreKind.EVENT else ""
+        after_map, after_key = after if after is not None else (None, None)
+        rows = await self._run(
+            self._fetch,
+            f"SELECT {map_col}, {key_col}, key_format, key_data, {data_col}, value_format,"
+            f" type_name, schema_id{event_columns} FROM {table}"
+            " WHERE (key_format IS NULL OR value_format IS NULL)"
+            f" AND (? IS NULL OR {map_col} = ?)"
+            f" AND (? IS NULL OR ({map_col}, {key_col}) > (?, ?))"
+            f" ORDER BY {map_col}, {key_col} LIMIT ?",
+            (map_name, map_name, after_map, after_map, after_key, limit),
+        )
+        return [(row[0], _row_entry(row[1:], kind)) for row in rows]
+
+    async def rewrite_rows(self, kind: StoreKind, rows: Sequence[tuple[str, StoreEntry]]) -> int:
+        table, map_col, key_col, data_col = _TABLES[kind]
+        statement = (
+            f"UPDATE {table} SET key_format = ?, key_data = ?, value_format = ?, type_name = ?,"
+            f" schema_id = ?, {data_col} = ? WHERE {map_col} = ? AND {key_col} = ?"
+            " AND (key_format IS NULL OR value_format IS NULL)"
+        )
+        params = [
+            (
+                e.key.format,
+                e.key.data,
+                e.value.format,
+                e.value.type_name,
+                e.value.schema_id,
+                e.value.document,
+                name,
+                e.key.text,
+            )
+            for name, e in rows
+        ]
+        if not params:
+            return 0
+        return await self._run(self._transaction, statement, params)
+
+    async def put_unreadable_rows(self, rows: Sequence[UnreadableRow]) -> None:
+        params = [(r.map_name, r.key_text, r.key_format, r.error, r.seen_at_millis) for r in rows]
+        if params:
+            await self._run(self._transaction, _Unreadable.INSERT, params)
+
+    async def list_unreadable_rows(self, *, map_name: str | None = None) -> list[UnreadableRow]:
+        rows = await self._run(self._fetch, _Unreadable.SELECT, (map_name, map_name))
+        return [UnreadableRow(*row) for row in rows]
+
+    async def delete_unreadable_rows(self, *, map_name: str | None = None) -> int:
+        return await self._run(self._transaction, _Unreadable.DELETE, [(map_name, map_name)])
+
+
+class _Unreadable:
+    """SQL of the unreadable-rows table."""
+
+    INSERT = (
+        "INSERT INTO hz_sidecar_unreadable_rows"
+        " (map_name, key_text, key_format, error, seen_at_millis) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (map_name, key_text) DO NOTHING"
+    )
+    SELECT = (
+        "SELECT map_name, key_text, key_format, error, seen_at_millis"
+        " FROM hz_sidecar_unreadable_rows WHERE (? IS NULL OR map_name = ?)"
+        " ORDER BY map_name, key_text"
+    )
+    DELETE = "DELETE FROM hz_sidecar_unreadable_rows WHERE (? IS NULL OR map_name = ?)"
+
+
+def _blob(value: bytes | None) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _row_entry(row: Sequence[Any], kind: StoreKind) -> StoreEntry:
+    """(key, key format, key data, document, value format, type name, schema id, [event])."""
+    event = EventColumns(*row[7:12]) if kind is StoreKind.EVENT else None
+    return StoreEntry(
+        key=StoredKey(row[0], row[1] or "", _blob(row[2])),
+        value=StoredValue(row[4] or "", row[3], row[5], row[6]),
+        event=event,
+    )
+
 
 def _event_row(map_name: str, entry: StoreEntry) -> tuple[Any, ...]:
     event = entry.event or EventColumns()
     return (
         map_name,
         entry.key.text,
-        entry.key.format,
+        entry.key.format or None,
+        entry.key.data,
         event.aggregate_id,
         event.sequence,
         event.event_type,
         entry.value.document,
-        entry.value.format,
+        entry.value.format or None,
         entry.value.type_name,
         entry.value.schema_id,
         event.timestamp_millis,

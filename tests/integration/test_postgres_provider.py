@@ -383,3 +383,64 @@ async def test_calls_on_a_closed_provider_are_unavailable(
     assert await provider.is_available() is False
     with pytest.raises(StoreUnavailableError, match="not open"):
         await provider.load("M_VIEW", VIEW, [StoredKey("k", "string")])
+
+
+# -- LoadAllKeys holds nothing between batches --------------------------------------------
+
+
+async def test_unread_load_all_keys_streams_hold_no_pooled_connection(
+    postgres_server: PostgresServer, fresh_schema: str
+) -> None:
+    provider = PostgresProvider(
+        {"dsn": postgres_server.dsn(), "schema": fresh_schema, "pool-max-size": 2}
+    )
+    await provider.open()
+    try:
+        await provider.store("Many_VIEW", VIEW, [entry(f"k{i:03d}", "{}") for i in range(50)])
+        # More half-read streams than the pool has connections, as a slow member's would be.
+        streams = [provider.load_all_keys("Many_VIEW", VIEW, 5) for _ in range(6)]
+        firsts = [await anext(stream) for stream in streams]
+        assert all(len(batch) == 5 for batch in firsts)
+        with deadline_scope(3.0):
+            await provider.store("Many_VIEW", VIEW, [entry("z-after", "{}")])
+            assert len(await provider.load("Many_VIEW", VIEW, [StoredKey("k007", "string")])) == 1
+        idle_in_transaction = query(
+            postgres_server,
+            fresh_schema,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hz-sidecar'"
+            " AND state = 'idle in transaction'",
+        )
+        assert idle_in_transaction == [(0,)]
+        # Each stream goes on where it stopped, and the keys come whole and in order.
+        rest = [k.text for batch in [firsts[0]] for k in batch]
+        async for batch in streams[0]:
+            rest.extend(k.text for k in batch)
+        assert rest == [f"k{i:03d}" for i in range(50)] + ["z-after"]
+        for stream in streams[1:]:
+            await stream.aclose()
+        busy = query(
+            postgres_server,
+            fresh_schema,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hz-sidecar'"
+            " AND state <> 'idle'",
+        )
+        assert busy == [(0,)]
+    finally:
+        await provider.close()
+
+
+async def test_framework_rows_without_formats_load_with_empty_formats(
+    provider: PostgresProvider, postgres_server: PostgresServer
+) -> None:
+    schema = provider.config.schema
+    query(
+        postgres_server,
+        schema,
+        "INSERT INTO domain_views (view_name, view_key, view_data, last_updated_millis)"
+        ' VALUES (\'Legacy_VIEW\', \'c1\', \'{"_schemaType": "T", "_fieldKinds": {},'
+        ' "_fields": {}}\', 1)',
+    )
+    [row] = await provider.load("Legacy_VIEW", VIEW, [StoredKey("c1", "string")])
+    assert (row.key, row.value.format, row.value.schema_id) == (StoredKey("c1", ""), "", None)
+    keys = [k async for batch in provider.load_all_keys("Legacy_VIEW", VIEW, 10) for k in batch]
+    assert keys == [StoredKey("c1", "")]

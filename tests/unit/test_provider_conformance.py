@@ -65,7 +65,7 @@ async def test_sqlite_rows_are_queryable_json(tmp_path: Path) -> None:
 
 async def test_sqlite_migrate_applies_once_without_open(tmp_path: Path) -> None:
     path = str(tmp_path / "m.db")
-    assert await SQLiteProvider({"path": path}).migrate() == ["1", "2"]
+    assert await SQLiteProvider({"path": path}).migrate() == ["1", "2", "3"]
     assert await SQLiteProvider({"path": path}).migrate() == []
 
 
@@ -90,3 +90,44 @@ def test_providers_are_found_by_name_and_unknown_names_are_explained() -> None:
     assert isinstance(create_provider("sqlite", {"path": "x.db"}), SQLiteProvider)
     with pytest.raises(ProviderLoadError, match=r"unknown provider 'mysql'.*entry point"):
         provider_class("mysql")
+
+
+async def test_sqlite_v3_migration_keeps_rows_and_accepts_rows_without_format(
+    tmp_path: Path,
+) -> None:
+    from sidecar.providers import sqlite as sqlite_module
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for version, _, script in sqlite_module._MIGRATIONS[:2]:
+            conn.executescript(script)
+            conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute(
+            "INSERT INTO domain_events (map_name, map_key, key_format, event_data, value_format,"
+            " aggregate_id) VALUES ('A_ES', 'e1', 'string', '{\"n\": 1}', 'compact', 'agg')"
+        )
+        conn.execute(
+            "INSERT INTO domain_views (view_name, view_key, key_format, view_data, value_format,"
+            " last_updated_millis) VALUES ('A_VIEW', 'v1', 'string', '\"x\"', 'string', 5)"
+        )
+    provider = SQLiteProvider({"path": str(path)})
+    await provider.open()
+    try:
+        [event] = await provider.load("A_ES", StoreKind.EVENT, [key("e1")])
+        assert (event.key, event.value.document) == (key("e1"), '{"n": 1}')
+        assert event.event is None or event.event.aggregate_id in (None, "agg")
+        [view] = await provider.load("A_VIEW", StoreKind.VIEW, [key("v1")])
+        assert view.value.format == "string"
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "INSERT INTO domain_views (view_name, view_key, view_data, last_updated_millis)"
+                " VALUES ('A_VIEW', 'legacy', '{}', 0)"
+            )
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            indexes = {row[1] for row in conn.execute("PRAGMA index_list(domain_events)")}
+        assert version == len(sqlite_module._MIGRATIONS)
+        assert {"idx_domain_events_aggregate", "idx_domain_events_type"} <= indexes
+        [legacy] = await provider.load("A_VIEW", StoreKind.VIEW, [key("legacy")])
+        assert (legacy.key.format, legacy.value.format) == ("", "")
+    finally:
+        await provider.close()
