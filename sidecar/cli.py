@@ -111,6 +111,24 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("--map", dest="map_name", metavar="NAME", help="only this map's letters")
     dlq.add_argument("--id", dest="letter_id", type=int, metavar="N", help="only letter N")
     dlq.add_argument("--all", dest="purge_all", action="store_true", help="purge: every letter")
+    adopt = command(
+        "adopt",
+        "Rewrite the rows that the reference framework's own MapStores wrote into the "
+        "sidecar's form, in batches; safe while members are up, resumable. The sidecar "
+        "reads those rows as they are: this only finishes a migration.",
+    )
+    adopt.add_argument("--dry-run", action="store_true", help="count and convert, write nothing")
+    adopt.add_argument("--map", dest="map_name", metavar="NAME", help="only this map's rows")
+    adopt.add_argument(
+        "--batch-size", type=int, default=500, metavar="N", help="rows per transaction (500)"
+    )
+    unreadable = command(
+        "unreadable",
+        "Stored rows that loads skipped because they cannot be read: list them, or purge "
+        "the records (the rows themselves are left as they are).",
+    )
+    unreadable.add_argument("action", choices=("list", "purge"))
+    unreadable.add_argument("--map", dest="map_name", metavar="NAME", help="only this map's rows")
     member = command(
         "member-config",
         "Render the Hazelcast member's map configuration (YAML) from the sidecar configuration.",
@@ -189,6 +207,46 @@ def _dlq(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, A
     return run
 
 
+def _adopt(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
+    from sidecar.adopt import adopt_command
+
+    async def run(config: SidecarConfig) -> int:
+        if args.batch_size < 1:
+            raise ConfigError("adopt --batch-size must be at least 1")
+        return await adopt_command(
+            config, dry_run=args.dry_run, batch_size=args.batch_size, map_name=args.map_name
+        )
+
+    return run
+
+
+def _unreadable(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
+    async def run(config: SidecarConfig) -> int:
+        provider = create_provider(config.provider.name, config.provider.settings)
+        await provider.open()
+        try:
+            if args.action == "purge":
+                count = await provider.delete_unreadable_rows(map_name=args.map_name)
+                print(f"purged {count} record(s) of unreadable rows")
+                return EXIT_OK
+            rows = await provider.list_unreadable_rows(map_name=args.map_name)
+        except NotImplementedError as exc:
+            print(f"hz-sidecar: {exc}: unreadable rows are only logged", file=sys.stderr)
+            return EXIT_FAILURE
+        finally:
+            await provider.close()
+        for row in rows:
+            at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row.seen_at_millis / 1000))
+            print(
+                f"map={row.map_name!r} key={row.key_text!r} format={row.key_format or None!r} "
+                f"first_seen={at}Z error={row.error!r}"
+            )
+        print(f"{len(rows)} unreadable row(s)")
+        return EXIT_OK
+
+    return run
+
+
 def _member_config(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
     async def render(config: SidecarConfig) -> int:
         text = render_member_yaml(
@@ -219,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "migrate": _migrate,
             "member-config": _member_config(args),
             "dlq": _dlq(args),
+            "adopt": _adopt(args),
+            "unreadable": _unreadable(args),
         }[args.command]
         return asyncio.run(handler(config))
     except ConfigError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,21 +102,59 @@ class FrameworkConfig(_Model):
     persistence: PersistenceConfig = PersistenceConfig()
 
 
-class EventColumnsConfig(_Model):
-    """Which record fields fill the reference's event columns.
+#: Where a column's value is looked up: ``field`` (the value's top-level field) or
+#: ``key.field`` (a field of a record-like key: Java-serialized or Compact).
+_SOURCE = re.compile(r"(key\.)?[A-Za-z_$][A-Za-z0-9_$]*")
+_TEMPLATE_FIELD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
-    Field names are looked up in the top-level Compact record; a missing field
-    leaves the column NULL. ``key-pattern`` is a regular expression matched
+
+def _sources(value: object) -> object:
+    # One name or a list of names, tried in order.
+    return (value,) if isinstance(value, str) else value
+
+
+class EventColumnsConfig(_Model):
+    """Which fields fill the reference's event columns.
+
+    Each column lists its sources, tried in order until one holds a value of
+    the column's type: ``eventType`` names a top-level field of the value,
+    ``key.partitionKey`` a field of the key (a Java-serialized key such as the
+    reference framework's ``PartitionedSequenceKey``, or a Compact key). A
+    column none of whose sources holds a value stays NULL. ``timestamp-millis``
+    takes an INT64 of epoch milliseconds, a TIMESTAMP_WITH_TIMEZONE, or a
+    TIMESTAMP (read as UTC). ``key-pattern`` is a regular expression matched
     against the key text whose named groups ``aggregate_id`` and ``sequence``
-    fill those columns when the record has no such fields.
+    fill those columns when no source does.
     """
 
-    event_type: str = "eventType"
-    timestamp_millis: str = "timestampMillis"
-    correlation_id: str = "correlationId"
-    aggregate_id: str = "aggregateId"
-    sequence: str = "sequence"
+    event_type: tuple[str, ...] = ("eventType",)
+    timestamp_millis: tuple[str, ...] = ("timestampMillis", "timestamp")
+    correlation_id: tuple[str, ...] = ("correlationId",)
+    aggregate_id: tuple[str, ...] = ("key.partitionKey", "aggregateId")
+    sequence: tuple[str, ...] = ("key.sequence", "sequence")
     key_pattern: str | None = None
+
+    @field_validator(
+        "event_type",
+        "timestamp_millis",
+        "correlation_id",
+        "aggregate_id",
+        "sequence",
+        mode="before",
+    )
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return _sources(value)
+
+    @field_validator("event_type", "timestamp_millis", "correlation_id", "aggregate_id", "sequence")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if _SOURCE.fullmatch(name) is None:
+                raise ValueError(
+                    f"{name!r} is not a field name ('field' of the value, 'key.field' of the key)"
+                )
+        return value
 
     @field_validator("key_pattern")
     @classmethod
@@ -128,13 +167,53 @@ class EventColumnsConfig(_Model):
         return value
 
 
+def template_fields(template: str) -> tuple[str, ...]:
+    """The field names of a key template (``{region}/{number}``), in order.
+
+    Raises:
+        ValueError: braces that do not pair, a conversion or format spec, a
+            name that is not a Java field name, or no field at all.
+    """
+    names: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"key-template {template!r}: {exc}") from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if spec or conversion or _TEMPLATE_FIELD.fullmatch(name) is None:
+            raise ValueError(
+                f"key-template {template!r}: '{{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}}' must be a plain field name in braces"
+            )
+        names.append(name)
+    if not names:
+        raise ValueError(f"key-template {template!r} names no key field")
+    return tuple(names)
+
+
 class MapRoute(_Model):
-    """A route: maps whose name matches ``pattern`` (shell glob) and how they are stored."""
+    """A route: maps whose name matches ``pattern`` (shell glob) and how they are stored.
+
+    ``key-template`` makes the stored key text of Java-serialized keys of other
+    classes than the reference's ``PartitionedSequenceKey`` from their fields
+    (``"{region}/{number}"``); without it such a key's text is its readable
+    document as compact JSON.
+    """
 
     pattern: str = Field(min_length=1)
     kind: StoreKind
     initial_load_mode: InitialLoadMode | None = None
     event_columns: EventColumnsConfig = EventColumnsConfig()
+    key_template: str | None = None
+
+    @field_validator("key_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
 
 
 def _default_routes() -> tuple[MapRoute, ...]:

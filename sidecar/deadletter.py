@@ -134,15 +134,15 @@ async def replay(
         assert letter.id is not None
         try:
             route = router.route(letter.map_name)
-            key = codec.decode_key(letter.key)
+            key = codec.decode_key_fields(letter.key, route.java_key_text)
             decoded = codec.decode_value(letter.value)
         except SidecarError as exc:
             outcomes.append(ReplayOutcome(letter, False, str(exc)))
             continue
         event = None
         if route.kind is StoreKind.EVENT:
-            event = route.event_columns(key.text, decoded.fields)
-        entry = StoreEntry(key=key, value=decoded.stored, event=event)
+            event = route.event_columns(key.stored.text, decoded.fields, key.fields)
+        entry = StoreEntry(key=key.stored, value=decoded.stored, event=event)
         await provider.store(letter.map_name, route.kind, [entry])
         await provider.delete_dead_letters([letter.id])
         outcomes.append(ReplayOutcome(letter, True))

@@ -80,6 +80,12 @@ class UnknownSchemaError(SidecarError):
         self.schema_id = schema_id
 
 
+class KeyTemplateError(SidecarError):
+    """A key lacks a field its route's ``key-template`` names: fix the route, the member retries."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class PersistenceDisabledError(SidecarError):
     """``framework.persistence.enabled`` is false: the sidecar refuses to drop writes silently."""
 

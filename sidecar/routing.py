@@ -8,16 +8,28 @@ appended) is worse than one that fails loudly.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, TypeVar
 
-from sidecar.config import EventColumnsConfig, InitialLoadMode, MapRoute, PersistenceConfig
-from sidecar.errors import UnroutedMapError
+from sidecar.codec.data import default_java_key_text, reference_key_text
+from sidecar.codec.javaser import CLASS_KEY
+from sidecar.codec.temporal import LocalDateTime, OffsetDateTime
+from sidecar.config import (
+    EventColumnsConfig,
+    InitialLoadMode,
+    MapRoute,
+    PersistenceConfig,
+    template_fields,
+)
+from sidecar.errors import DecodeError, KeyTemplateError, UnroutedMapError
 from sidecar.providers.base import EventColumns, StoreKind
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +43,62 @@ class Route:
     initial_load_mode: InitialLoadMode
     columns: EventColumnsConfig
     key_pattern: re.Pattern[str] | None
+    key_template: str | None = None
 
-    def event_columns(self, key_text: str, fields: Mapping[str, Any] | None) -> EventColumns:
-        """Fill the reference's event columns from the record's fields and the key.
+    def java_key_text(self, document: Mapping[str, object]) -> str:
+        """The stored text of a Java-serialized key of this map (see :mod:`sidecar.codec.data`).
 
-        Only scalar fields of the expected type are taken; anything else leaves
-        the column NULL (the full record is in ``event_data`` anyway).
+        The reference's ``PartitionedSequenceKey`` always reads as
+        ``seq:{sequence}|key:{partitionKey}``; another class follows the
+        route's ``key-template`` when there is one.
+
+        Raises:
+            KeyTemplateError: the key lacks a field the template names.
         """
-        fields = fields or {}
-        aggregate_id = _text(fields.get(self.columns.aggregate_id))
-        sequence = _integer(fields.get(self.columns.sequence))
+        reference = reference_key_text(document)
+        if reference is not None or self.key_template is None:
+            return reference if reference is not None else default_java_key_text(document)
+        values: dict[str, str] = {}
+        for name in template_fields(self.key_template):
+            value = document.get(name)
+            if name not in document or isinstance(value, dict | list):
+                raise KeyTemplateError(
+                    f"key of class {document.get(CLASS_KEY)!r} has no scalar field {name!r} "
+                    f"for the route's key-template {self.key_template!r} (its fields: "
+                    f"{', '.join(sorted(k for k in document if not k.startswith('@')))})",
+                    map_name=self.map_name,
+                )
+            values[name] = "null" if value is None else _scalar_text(value)
+        return self.key_template.format_map(values)
+
+    def event_columns(
+        self,
+        key_text: str,
+        fields: Mapping[str, Any] | None,
+        key_fields: Mapping[str, Any] | None = None,
+    ) -> EventColumns:
+        """Fill the reference's event columns from the value's and the key's fields.
+
+        Each column takes the first of its configured sources that holds a value
+        of the column's type; anything else leaves the column NULL (the full
+        record is in ``event_data`` anyway).
+        """
+        value_fields = fields or {}
+        key_fields = key_fields or {}
+        columns = self.columns
+
+        def first(sources: tuple[str, ...], convert: Callable[[Any], T | None]) -> T | None:
+            for source in sources:
+                if source.startswith("key."):
+                    found = convert(key_fields.get(source[4:]))
+                else:
+                    found = convert(value_fields.get(source))
+                if found is not None:
+                    return found
+            return None
+
+        aggregate_id = first(columns.aggregate_id, _text)
+        sequence = first(columns.sequence, _integer)
         if self.key_pattern is not None and (aggregate_id is None or sequence is None):
             match = self.key_pattern.match(key_text)
             if match is not None:
@@ -52,10 +110,16 @@ class Route:
         return EventColumns(
             aggregate_id=aggregate_id,
             sequence=sequence,
-            event_type=_text(fields.get(self.columns.event_type)),
-            timestamp_millis=_integer(fields.get(self.columns.timestamp_millis)),
-            correlation_id=_text(fields.get(self.columns.correlation_id)),
+            event_type=first(columns.event_type, _text),
+            timestamp_millis=first(columns.timestamp_millis, _epoch_millis),
+            correlation_id=first(columns.correlation_id, _text),
         )
+
+
+def _scalar_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _text(value: Any) -> str | None:
@@ -70,6 +134,43 @@ def _integer(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
         return value
     return None
+
+
+def _epoch_millis(value: Any) -> int | None:
+    """Epoch milliseconds of an INT64, a TIMESTAMP_WITH_TIMEZONE or a TIMESTAMP (as UTC).
+
+    Date/time fields come as the codec's objects, or as their ISO text when a
+    compiled decoder read them (so an ISO text in a STRING field is read the same
+    way); anything else is no timestamp.
+    """
+    if isinstance(value, str):
+        try:
+            if _HAS_OFFSET.search(value):
+                value = OffsetDateTime.parse(value)
+            else:
+                value = LocalDateTime.parse(value)
+        except DecodeError:
+            return None
+    if isinstance(value, OffsetDateTime):
+        return _millis(value.datetime, value.offset_seconds)
+    if isinstance(value, LocalDateTime):
+        return _millis(value, 0)
+    return _integer(value)
+
+
+def _millis(local: LocalDateTime, offset_seconds: int) -> int | None:
+    date, time = local.date, local.time
+    try:
+        days = dt.date(date.year, date.month, date.day).toordinal() - _EPOCH_ORDINAL
+    except ValueError:  # a year outside Python's 1..9999
+        return None
+    seconds = days * 86400 + time.hour * 3600 + time.minute * 60 + time.second - offset_seconds
+    return _integer(seconds * 1000 + time.nano // 1_000_000)
+
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+#: An ISO timestamp text with an offset (``...+02:00``, ``...Z``), as the codec writes it.
+_HAS_OFFSET = re.compile(r"T.*(?:[+-]\d{2}:\d{2}(?::\d{2})?|Z)$")
 
 
 class Router:
@@ -126,4 +227,5 @@ class Router:
             initial_load_mode=mode,
             columns=rule.event_columns,
             key_pattern=pattern,
+            key_template=rule.key_template,
         )

@@ -25,7 +25,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -34,7 +33,7 @@ from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from sidecar.batching import GroupCommit, Writer
 from sidecar.cluster_check import check_cluster_size
-from sidecar.codec import DataCodec, DecodedValue, SchemaRegistry
+from sidecar.codec import DataCodec, DecodedKey, DecodedValue, EncodedValue, SchemaRegistry
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH
 from sidecar.config import InitialLoadMode, OnPoison
 from sidecar.deadletter import DeadLetterCounter, PoisonEntries, count_nothing
@@ -50,6 +49,7 @@ from sidecar.providers.base import Provider, SchemaRecord, StoredKey, StoreEntry
 from sidecar.retry import deadline_scope
 from sidecar.routing import Route, Router
 from sidecar.telemetry import Telemetry
+from sidecar.unreadable import UnreadableRows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,6 +130,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self._writer: Writer = group_commit or provider
         self._schema_cache: dict[int, pb.Schema] = {}
         self._pipeline_rows = pipeline_rows
+        self._unreadable = UnreadableRows(provider, self._telemetry.unreadable_row)
 
     # -- schemas -------------------------------------------------------------------
 
@@ -210,7 +211,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         raise AssertionError("ServicerContext.abort returned")  # abort always raises
 
     async def _lookup_keys(
-        self, map_name: str, keys: Sequence[bytes]
+        self, route: Route, keys: Sequence[bytes]
     ) -> dict[str, tuple[StoredKey, bytes]]:
         """Decode the keys of a Load or Delete: key text → (stored key, the bytes asked for).
 
@@ -218,18 +219,19 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         cannot be in the store (every schema is persisted before anything that uses
         it), so it is left out: Hazelcast loads before its first write-through put.
         """
+        map_name = route.map_name
         requested: dict[str, tuple[StoredKey, bytes]] = {}
         refreshed = False
         for index, data in enumerate(keys):
             try:
                 try:
-                    key = self._codec.decode_key(data)
+                    key = self._codec.decode_key(data, route.java_key_text)
                 except UnknownSchemaError:
                     if refreshed:
                         continue
                     refreshed = True
                     await self.load_schemas()
-                    key = self._codec.decode_key(data)
+                    key = self._codec.decode_key(data, route.java_key_text)
             except UnknownSchemaError:
                 continue
             except SidecarError as exc:
@@ -332,7 +334,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             UnknownSchemaError: the entry uses a schema this sidecar was never sent.
         """
         try:
-            key = self._codec.decode_key(entry.key)
+            key = self._codec.decode_key_fields(entry.key, route.java_key_text)
             decoded = self._codec.decode_for_store(entry.value)
         except DecodeError as exc:
             self._telemetry.codec_error(request.map_name, exc)
@@ -341,7 +343,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 f"cannot be decoded: {exc}"
             )
             return poison.add(request.map_name, index, entry.key, entry.value, message)
-        return key.text, self._store_entry(route, key, decoded)
+        return key.stored.text, self._store_entry(route, key, decoded)
 
     def _write_task(
         self,
@@ -397,11 +399,11 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 results[index] = failure
 
     @staticmethod
-    def _store_entry(route: Route, key: StoredKey, decoded: DecodedValue) -> StoreEntry:
+    def _store_entry(route: Route, key: DecodedKey, decoded: DecodedValue) -> StoreEntry:
         event = None
         if route.kind is StoreKind.EVENT:
-            event = route.event_columns(key.text, decoded.fields)
-        return StoreEntry(key=key, value=decoded.stored, event=event)
+            event = route.event_columns(key.stored.text, decoded.fields, key.fields)
+        return StoreEntry(key=key.stored, value=decoded.stored, event=event)
 
     # -- Delete --------------------------------------------------------------------
 
@@ -412,7 +414,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             route = self._route(request.map_name)
             check_cluster_size(type(self._provider), context.invocation_metadata() or ())
             self._limits.check_count(len(request.keys), "keys", request.map_name)
-            requested = await self._lookup_keys(request.map_name, request.keys)
+            requested = await self._lookup_keys(route, request.keys)
             keys = [key for key, _ in requested.values()]
             deleted = 0
             if keys:
@@ -438,7 +440,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     ) -> pb.LoadResponse:
         route = self._route(request.map_name)
         self._limits.check_count(len(request.keys), "keys", request.map_name)
-        requested = await self._lookup_keys(request.map_name, request.keys)
+        requested = await self._lookup_keys(route, request.keys)
         keys = [key for key, _ in requested.values()]
         if not keys:
             return pb.LoadResponse()
@@ -448,24 +450,19 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self._telemetry.begin_phase("encode")
         response = pb.LoadResponse()
         schema_ids: set[int] = set()
-        encode_value = self._codec.encode_value
         for stored in found:
             asked, key_bytes = requested[stored.key.text]
-            if stored.key.format != asked.format:
+            try:
+                stored_key = self._codec.resolve_key(route.kind, stored.key)
+            except SidecarError as exc:
+                await self._unreadable.report(request.map_name, stored.key, exc)
+                continue
+            if stored_key.format != asked.format:
                 # Same text, different key type (e.g. "1" and 1): not the requested key.
                 continue
-            try:
-                try:
-                    encoded = encode_value(stored.value)
-                except UnknownSchemaError:
-                    # Another sidecar sharing this store may have persisted it.
-                    await self.load_schemas()
-                    encoded = encode_value(stored.value)
-            except SidecarError as exc:
-                raise type(exc)(
-                    f"stored value of key {stored.key.text!r} cannot be encoded: {exc}",
-                    map_name=request.map_name,
-                ) from exc
+            encoded = await self._encode_stored(request.map_name, stored)
+            if encoded is None:
+                continue
             schema_ids |= encoded.schema_ids
             response.entries.add(key=key_bytes, value=encoded.data)
         log.debug(
@@ -473,6 +470,17 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         )
         response.schemas.extend(self._schema_messages(schema_ids))
         return response
+
+    async def _encode_stored(self, map_name: str, stored: StoreEntry) -> EncodedValue | None:
+        """A stored value's bytes, or None (reported) when the row cannot be read.
+
+        One unreadable row never fails the call: the member gets every other entry.
+        """
+        try:
+            return await self._with_schemas(lambda: self._codec.encode_value(stored.value))
+        except SidecarError as exc:
+            await self._unreadable.report(map_name, stored.key, exc)
+            return None
 
     def _schema_messages(self, schema_ids: set[int] | frozenset[int]) -> list[pb.Schema]:
         messages = []
@@ -491,6 +499,15 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     # -- LoadAllKeys -----------------------------------------------------------------
 
+    async def _encode_stored_key(self, map_name: str, route: Route, key: StoredKey) -> bytes | None:
+        """A stored key's bytes, or None (reported) when the row cannot be read."""
+        try:
+            resolved = self._codec.resolve_key(route.kind, key)
+            return await self._with_schemas(lambda: self._codec.encode_key(resolved))
+        except SidecarError as exc:
+            await self._unreadable.report(map_name, key, exc)
+            return None
+
     async def LoadAllKeys(
         self, request: pb.LoadAllKeysRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.KeyBatch]:
@@ -504,21 +521,31 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                     f"batch_size {size} exceeds the limit of {self._limits.max_key_batch}",
                     map_name=request.map_name,
                 )
-            batches = self._provider.load_all_keys(request.map_name, route.kind, size)
             sent: set[int] = set()
             total = 0
-            async for keys in batches:
-                total += len(keys)
-                batch = pb.KeyBatch()
-                for key in keys:
-                    data = await self._with_schemas(partial(self._codec.encode_key, key))
-                    batch.keys.append(data)
-                    if key.format.startswith("compact:"):
-                        # The member may know none of them after a full restart.
-                        schema_ids = self._codec.decode_value(data).schema_ids - sent
-                        batch.schemas.extend(self._schema_messages(schema_ids))
-                        sent |= schema_ids
-                yield batch
+            batches = self._provider.load_all_keys(request.map_name, route.kind, size)
+            try:
+                async for keys in batches:
+                    batch = pb.KeyBatch()
+                    for key in keys:
+                        data = await self._encode_stored_key(request.map_name, route, key)
+                        if data is None:
+                            continue
+                        batch.keys.append(data)
+                        if key.format.startswith("compact:"):
+                            # The member may know none of them after a full restart.
+                            schema_ids = self._codec.decode_value(data).schema_ids - sent
+                            batch.schemas.extend(self._schema_messages(schema_ids))
+                            sent |= schema_ids
+                    total += len(batch.keys)
+                    if batch.keys:
+                        yield batch
+            finally:
+                # The provider's iterator is closed on every path, the member cancelling
+                # the stream mid-way included, so nothing it holds outlives the stream.
+                close = getattr(batches, "aclose", None)
+                if close is not None:
+                    await close()
             log.debug("LoadAllKeys map=%s keys=%d", request.map_name, total)
         except Exception as exc:
             await self._fail(context, f"LoadAllKeys on map '{request.map_name}'", exc)

@@ -101,6 +101,8 @@ PROVIDER_DURATION: Final = "hz_sidecar.provider.duration"
 WRITE_ENTRIES: Final = "hz_sidecar.store.entries"
 #: Values that cannot be decoded or encoded (attributes: mapName, kind).
 CODEC_ERRORS: Final = "hz_sidecar.codec.errors"
+#: Stored rows skipped by a load because they cannot be read (attributes: mapName).
+UNREADABLE_ROWS: Final = "hz_sidecar.load.unreadable"
 #: Connections of the provider's pool (attributes: state = open | idle); PostgreSQL only.
 POOL_CONNECTIONS: Final = "hz_sidecar.pool.connections"
 #: Requests waiting for a pooled connection; PostgreSQL only.
@@ -156,6 +158,7 @@ class Instruments:
     provider_duration: metrics.Histogram
     write_entries: metrics.Histogram
     codec_errors: metrics.Counter
+    unreadable_rows: metrics.Counter
 
     @classmethod
     def create(cls, meter: metrics.Meter) -> Instruments:
@@ -199,6 +202,9 @@ class Instruments:
             ),
             codec_errors=meter.create_counter(
                 CODEC_ERRORS, description="Values that cannot be decoded or encoded, by kind"
+            ),
+            unreadable_rows=meter.create_counter(
+                UNREADABLE_ROWS, description="Stored rows skipped by loads: they cannot be read"
             ),
         )
 
@@ -558,6 +564,11 @@ class Telemetry:
             if isinstance(exc, error_type):
                 self.instruments.codec_errors.add(1, {"mapName": map_name, "kind": kind})
                 return
+
+    def unreadable_row(self, map_name: str) -> None:
+        """The unreadable-row hook (:data:`sidecar.unreadable.UnreadableCounter`)."""
+        if self.metering:
+            self.instruments.unreadable_rows.add(1, {"mapName": map_name})
 
     def dead_lettered(self, map_name: str) -> None:
         """The dead-letter hook (:data:`sidecar.deadletter.DeadLetterCounter`)."""

@@ -4,11 +4,13 @@
 * :mod:`sidecar.codec.compact` — generic Compact records, read and written byte-exactly.
 * :mod:`sidecar.codec.jsonmap` — records ⇄ JSON documents, driven by the schema's kinds.
 * :mod:`sidecar.codec.data` — ``Data`` framing, non-Compact types and opaque values.
+* :mod:`sidecar.codec.javaser` — Java serialization streams read into readable documents.
+* :mod:`sidecar.codec.framework` — the reference framework's own documents, rebuilt.
 * :mod:`sidecar.codec.temporal` — Java date/time values with nanoseconds and extended years.
 """
 
 from sidecar.codec.compact import CompactRecord, decode_compact, encode_compact
-from sidecar.codec.data import DataCodec, DecodedValue, EncodedValue
+from sidecar.codec.data import DataCodec, DecodedKey, DecodedValue, EncodedValue
 from sidecar.codec.jsonmap import record_from_json, record_to_json
 from sidecar.codec.schemas import SchemaRegistry
 from sidecar.codec.temporal import LocalDate, LocalDateTime, LocalTime, OffsetDateTime
@@ -16,6 +18,7 @@ from sidecar.codec.temporal import LocalDate, LocalDateTime, LocalTime, OffsetDa
 __all__ = [
     "CompactRecord",
     "DataCodec",
+    "DecodedKey",
     "DecodedValue",
     "EncodedValue",
     "LocalDate",

@@ -128,6 +128,8 @@ PLAIN_KINDS = frozenset(
         K.STRING,
     }
 )
+#: Date/time kinds the event columns may read (``timestamp_millis``), as ISO text.
+_TIMESTAMP_KINDS = frozenset({K.TIMESTAMP, K.TIMESTAMP_WITH_TIMEZONE})
 _INT_RANGE = {"b": 2**7, "h": 2**15, "i": 2**31, "q": 2**63}
 _PLAIN_DECIMAL = re.compile(r"(-?)(\d+)(?:\.(\d+))?", re.ASCII)
 _PLAIN_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
@@ -427,7 +429,9 @@ def _compile_decoder(schema: Any) -> Decoder:
         key = ("{" if n == 0 else ", ") + _json_string(f.name) + ": "
         pieces += [repr(key), _json_text(f.kind, values[n])]
     plain = ", ".join(
-        f"{f.name!r}: {values[n]}" for n, f in enumerate(layout.fields) if f.kind in PLAIN_KINDS
+        f"{f.name!r}: {values[n]}"
+        for n, f in enumerate(layout.fields)
+        if f.kind in PLAIN_KINDS or f.kind in _TIMESTAMP_KINDS
     )
     src.add(f"plain = {{{plain}}}")
     if layout.var_count:
@@ -659,7 +663,8 @@ class CompiledCodecs:
     def decoder(self, schema: Any) -> Decoder | None:
         """The decoder of ``schema``'s Data bytes (JSON text, plain fields), or None if not flat.
 
-        The plain fields are those of :data:`PLAIN_KINDS`, by name, as decoded.
+        The plain fields are those of :data:`PLAIN_KINDS`, by name, as decoded, and
+        the TIMESTAMP / TIMESTAMP_WITH_TIMEZONE fields as their ISO text.
         """
         cached = self._decoders.get(schema.schema_id)
         if cached is None or cached[0] is not schema:

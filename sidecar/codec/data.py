@@ -23,14 +23,32 @@ string        -11      int32 UTF-8 byte length, UTF-8 bytes
 uuid          -21      int64 most significant bits, int64 least significant
 json          -130     as string (``HazelcastJsonValue``); document = the text
 compact       -55      int64 schema id, record (:mod:`sidecar.codec.compact`)
+java          -100     Java serialization stream (:mod:`sidecar.codec.javaser`)
+java          -101     Externalizable: class name, then its stream
 opaque        other    ``{"@opaque": {"typeId": N, "data": base64 of the whole Data}}``
 ============  =======  ===================================================
 
-Opaque covers what Python cannot interpret (Java Serializable -100,
-IdentifiedDataSerializable -2, Portable -1, arrays, BigDecimal, custom serializers,
-Compact with inline schema -56...): valid data, stored as is, never an error.
-Bytes of a known type that are truncated, inconsistent or not in the form a
-member writes are a DecodeError.
+Java-serialized keys and values (Serializable, Externalizable: what a member
+writes for a class without a Compact or other serializer, such as the reference
+framework's ``PartitionedSequenceKey``) are read from the stream's own class
+descriptors into a readable document (``{"@class": ..., <field>: <value>}``),
+while the member's bytes stay the authority for the round trip: a value's
+document carries them as ``"@serialized"`` (base64), a key's ``StoredKey.data``. A key's
+text is made by its map's key rule (:data:`JavaKeyText`): by default the
+reference's ``seq:{sequence}|key:{partitionKey}`` for a ``PartitionedSequenceKey``
+of a String, else the document as compact JSON.
+
+Opaque covers what Python cannot interpret (a Java stream the reader cannot
+follow, IdentifiedDataSerializable -2,
+Portable -1, arrays, BigDecimal, custom serializers, Compact with inline schema
+-56...): valid data, stored as is, never an error. Bytes of a known type that
+are truncated, inconsistent or not in the form a member writes are a DecodeError.
+
+Rows written by the reference framework itself have no key or value format
+(``""``): :meth:`DataCodec.resolve_key` reads their keys as the framework wrote
+them, and :meth:`DataCodec.encode_value` rebuilds their ``_schemaType`` /
+``_fieldKinds`` / ``_fields`` documents as the framework did
+(:mod:`sidecar.codec.framework`).
 """
 
 from __future__ import annotations
@@ -38,14 +56,24 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import struct
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH, CompactRecord, decode_compact, encode_compact
 from sidecar.codec.compiled import FALLBACK_ERRORS, CompiledCodecs
+from sidecar.codec.framework import is_framework_document, parse_framework_json, rebuild_record
+from sidecar.codec.javaser import (
+    CLASS_KEY,
+    PARTITIONED_SEQUENCE_KEY,
+    TYPE_JAVA_EXTERNALIZABLE,
+    TYPE_JAVA_SERIALIZABLE,
+    partitioned_sequence_key_data,
+    read_java,
+)
 from sidecar.codec.jsonmap import (
     dumps,
     float_from_json,
@@ -57,7 +85,9 @@ from sidecar.codec.jsonmap import (
 )
 from sidecar.codec.schemas import SchemaRegistry
 from sidecar.errors import DecodeError
-from sidecar.providers.base import StoredKey, StoredValue
+from sidecar.providers.base import SchemaRecord, StoredKey, StoredValue, StoreKind
+
+log = logging.getLogger(__name__)
 
 TYPE_NULL = 0
 TYPE_BYTE = -3
@@ -78,6 +108,37 @@ _LENGTH = struct.Struct(">i")
 _STRING_HEADER = HEADER.pack(0, TYPE_STRING)
 COMPACT_KEY_PREFIX = "compact:"
 OPAQUE_KEY = "@opaque"
+JAVA_FORMAT = "java"
+#: The member's bytes of a Java-serialized value, in its document (base64).
+JAVA_DATA_KEY = "@serialized"
+_JAVA_TYPES = frozenset({TYPE_JAVA_SERIALIZABLE, TYPE_JAVA_EXTERNALIZABLE})
+#: The reference framework's event key text (EventStoreMapStore.serializeKey).
+_REFERENCE_EVENT_KEY = re.compile(r"seq:(-?\d{1,19})\|key:(.*)", re.DOTALL)
+
+#: A map's rule for the text of a Java-serialized key, given its readable document.
+JavaKeyText = Callable[[Mapping[str, object]], str]
+
+
+def reference_key_text(document: Mapping[str, object]) -> str | None:
+    """``seq:{sequence}|key:{partitionKey}`` for a ``PartitionedSequenceKey`` of a String.
+
+    None for any other document: the reference framework's MapStore wrote only
+    that key class this way.
+    """
+    if document.get(CLASS_KEY) != PARTITIONED_SEQUENCE_KEY:
+        return None
+    sequence = document.get("sequence")
+    partition_key = document.get("partitionKey")
+    if type(sequence) is not int or not isinstance(partition_key, str):
+        return None
+    return f"seq:{sequence}|key:{partition_key}"
+
+
+def default_java_key_text(document: Mapping[str, object]) -> str:
+    """The reference's text for its event keys, else the document as compact JSON."""
+    text = reference_key_text(document)
+    return text if text is not None else dumps(dict(document), compact=True)
+
 
 _FIXED: dict[str, tuple[int, struct.Struct]] = {
     "int8": (TYPE_BYTE, struct.Struct(">b")),
@@ -104,8 +165,9 @@ class DecodedValue:
     """A decoded map value: the stored form, the schema ids it uses, the record if Compact.
 
     :meth:`DataCodec.decode_for_store` leaves ``record`` None for a flat record it
-    decoded with a compiled codec; ``plain_fields`` then holds its string, integer
-    and boolean fields (see :attr:`fields`).
+    decoded with a compiled codec; ``plain_fields`` then holds its string, integer,
+    boolean and timestamp fields (see :attr:`fields`). For a Java-serialized value,
+    ``plain_fields`` holds the fields of its readable document.
     """
 
     stored: StoredValue
@@ -123,6 +185,18 @@ class DecodedValue:
         if self.record is not None:
             return self.record.fields
         return self.plain_fields
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedKey:
+    """A decoded map key: its stored form and, for a record-like key, its fields.
+
+    ``fields`` are a Java-serialized key's fields or a Compact key's top-level
+    fields (the event columns may be read from them); None for a scalar key.
+    """
+
+    stored: StoredKey
+    fields: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,33 +227,75 @@ class DataCodec:
 
     # -- keys -------------------------------------------------------------------
 
-    def decode_key(self, data: bytes) -> StoredKey:
+    def decode_key(self, data: bytes, key_text: JavaKeyText | None = None) -> StoredKey:
         """The stored form of a key's ``Data``.
+
+        Args:
+            key_text: the map's rule for a Java-serialized key's text
+                (default: :func:`default_java_key_text`).
 
         Raises:
             DecodeError: corrupt bytes of a known type.
             UnknownSchemaError: a Compact key whose schema was never sent.
         """
+        return self.decode_key_fields(data, key_text).stored
+
+    def decode_key_fields(self, data: bytes, key_text: JavaKeyText | None = None) -> DecodedKey:
+        """As :meth:`decode_key`, with the key's fields when it is a record."""
         data = bytes(data)
         if data[:8] == _STRING_HEADER and len(data) >= 12:
             # The common key: a String whose length matches exactly is canonical.
             if _LENGTH.unpack_from(data, 8)[0] == len(data) - 12:
                 try:
-                    return StoredKey(data[12:].decode("utf-8"), "string")
+                    return DecodedKey(StoredKey(data[12:].decode("utf-8"), "string"))
                 except UnicodeDecodeError:
                     pass  # the generic path explains
         type_id = _type_id(data)
         if type_id == TYPE_COMPACT and HEADER.unpack_from(data)[0] == 0:
             record, _ = decode_compact(data, HEADER.size, self.registry, max_depth=self.max_depth)
             text = dumps(record_to_json(record), compact=True)
-            return StoredKey(text, f"{COMPACT_KEY_PREFIX}{record.schema_id}")
+            return DecodedKey(
+                StoredKey(text, f"{COMPACT_KEY_PREFIX}{record.schema_id}"), record.fields
+            )
+        document = _java_document(data, type_id)
+        if document is not None:
+            text = (key_text or default_java_key_text)(document)
+            if _storable(text):
+                fields = {k: v for k, v in document.items() if not k.startswith("@")}
+                return DecodedKey(StoredKey(text, JAVA_FORMAT, data), fields)
         try:
             fmt, value = self._scalar(data, type_id)
         except _Opaque:
-            return StoredKey(base64.b64encode(data).decode("ascii"), "opaque")
+            return DecodedKey(StoredKey(base64.b64encode(data).decode("ascii"), "opaque"))
         key = StoredKey(_key_text(fmt, value), fmt)
         _check_exact(data, self.encode_key(key), fmt)
-        return key
+        return DecodedKey(key)
+
+    @staticmethod
+    def resolve_key(kind: StoreKind, key: StoredKey) -> StoredKey:
+        """A stored key with its format: rows of the reference framework have none.
+
+        The framework keyed its event maps by ``PartitionedSequenceKey<String>``,
+        stored as ``seq:{sequence}|key:{partitionKey}``, and its view maps by
+        String: such a key gets the format (and, for an event key, the member's
+        bytes) it would have had if the sidecar had written it.
+
+        Raises:
+            DecodeError: an event key without format whose text is not the
+                reference's form.
+        """
+        if key.format:
+            return key
+        if kind is StoreKind.VIEW:
+            return StoredKey(key.text, "string")
+        match = _REFERENCE_EVENT_KEY.fullmatch(key.text)
+        if match is None or not -(2**63) <= int(match[1]) < 2**63:
+            raise DecodeError(
+                f"event key {key.text!r} has no key format and is not the reference "
+                "framework's 'seq:{sequence}|key:{partitionKey}'"
+            )
+        data = partitioned_sequence_key_data(int(match[1]), match[2])
+        return StoredKey(key.text, JAVA_FORMAT, data)
 
     def encode_key(self, key: StoredKey) -> bytes:
         """The ``Data`` bytes of a stored key.
@@ -195,6 +311,11 @@ class DataCodec:
             return self._encode_compact(loads(text), schema_id)
         if fmt == "opaque":
             return _opaque_bytes(text)
+        if fmt == JAVA_FORMAT:
+            if key.data is None:
+                # A reference-framework key read from its text (resolve_key) has its bytes.
+                raise DecodeError(f"Java-serialized key {text!r} is stored without its bytes")
+            return _java_bytes(key.data)
         if fmt in _FIXED:
             type_id, st = _FIXED[fmt]
             if fmt.startswith("int"):
@@ -216,6 +337,8 @@ class DataCodec:
             return _frame(TYPE_JSON, _string_payload(text))
         if fmt == "null":
             return _frame(TYPE_NULL, b"")
+        if not fmt:
+            raise DecodeError(f"key {text!r} has no key format (resolve_key reads such rows)")
         raise DecodeError(f"unknown stored key format {fmt!r}")
 
     # -- values -----------------------------------------------------------------
@@ -239,6 +362,13 @@ class DataCodec:
                 schema_id=record.schema_id,
             )
             return DecodedValue(stored, ids, record)
+        document = _java_document(data, type_id)
+        if document is not None:
+            fields = {k: v for k, v in document.items() if not k.startswith("@")}
+            document[JAVA_DATA_KEY] = base64.b64encode(data).decode("ascii")
+            text = dumps(document)
+            if _storable(text):
+                return DecodedValue(StoredValue(JAVA_FORMAT, text), frozenset(), None, fields)
         try:
             fmt, value = self._scalar(data, type_id)
         except _Opaque:
@@ -301,6 +431,16 @@ class DataCodec:
             return EncodedValue(_frame(TYPE_COMPACT, payload), ids)
         if fmt == "json":
             return EncodedValue(_frame(TYPE_JSON, _string_payload(value.document)), frozenset())
+        if fmt == JAVA_FORMAT:
+            document = loads(value.document)
+            encoded = document.get(JAVA_DATA_KEY) if isinstance(document, dict) else None
+            if not isinstance(encoded, str):
+                raise DecodeError(
+                    f'java value document has no "{JAVA_DATA_KEY}" (the member\'s bytes, base64)'
+                )
+            return EncodedValue(_java_bytes(_opaque_bytes(encoded)), frozenset())
+        if not fmt:
+            return self.rebuild_framework_value(value.document)[0]
         if fmt == "opaque":
             document = loads(value.document)
             inner = document.get(OPAQUE_KEY) if isinstance(document, dict) else None
@@ -340,6 +480,29 @@ class DataCodec:
                 raise DecodeError(f"null value document is {value.document!r}")
             return EncodedValue(_frame(TYPE_NULL, b""), frozenset())
         raise DecodeError(f"unknown stored value format {fmt!r}")
+
+    def rebuild_framework_value(self, document_text: str) -> tuple[EncodedValue, CompactRecord]:
+        """A reference-framework document's Compact bytes, and the record rebuilt.
+
+        Raises:
+            DecodeError: the document is not the framework's, or the framework
+                itself could not have rebuilt it.
+        """
+        # The framework's own JSON reader, not a strict one: it read escapes and
+        # repeated keys its own way (see sidecar.codec.framework).
+        document = parse_framework_json(document_text)
+        if not is_framework_document(document):
+            raise DecodeError(
+                "stored value has no value format and is not a reference-framework document "
+                '({"_schemaType": ..., "_fieldKinds": {...}, "_fields": {...}})'
+            )
+        record, _ = rebuild_record(document, self.registry, max_depth=self.max_depth)
+        payload, ids = encode_compact(record, max_depth=self.max_depth)
+        return EncodedValue(_frame(TYPE_COMPACT, payload), ids), record
+
+    def new_schemas(self, schema_ids: frozenset[int]) -> list[SchemaRecord]:
+        """The persisted form of these schemas (to make rebuilt ones durable)."""
+        return [self.registry.to_record(self.registry.get(i)) for i in sorted(schema_ids)]
 
     # -- internals ----------------------------------------------------------------
 
@@ -435,6 +598,41 @@ def _opaque_bytes(text: str) -> bytes:
     except (binascii.Error, UnicodeEncodeError):
         raise DecodeError("opaque data is not valid base64") from None
     _type_id(data)
+    return data
+
+
+def _java_document(data: bytes, type_id: int) -> dict[str, object] | None:
+    """The readable document of Java-serialized data; None for other types.
+
+    Also None for a Java stream this reader cannot follow: the member wrote it,
+    so it is valid data whatever the reader thinks, and it is kept opaque (as
+    every type Python cannot interpret) rather than dead-lettered.
+    """
+    if type_id not in _JAVA_TYPES:
+        return None
+    try:
+        return read_java(data)
+    except DecodeError as exc:
+        log.debug("Java-serialized data kept opaque: %s", exc)
+        return None
+
+
+def _storable(text: str) -> bool:
+    """Whether a store can keep ``text``: Java strings may hold lone surrogates, which
+    UTF-8 cannot encode; such data stays opaque (its bytes are kept all the same)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _java_bytes(data: bytes) -> bytes:
+    if _type_id(data) not in _JAVA_TYPES:
+        raise DecodeError(
+            f"java data has type id {_type_id(data)}, not Java serialization "
+            f"({TYPE_JAVA_SERIALIZABLE}) or Externalizable ({TYPE_JAVA_EXTERNALIZABLE})"
+        )
     return data
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.codec.temporal import LocalDateTime, OffsetDateTime
 from sidecar.config import InitialLoadMode, load_config, parse_config
-from sidecar.errors import ConfigError, UnroutedMapError
-from sidecar.providers.base import StoreKind
-from sidecar.routing import Router
+from sidecar.errors import ConfigError, KeyTemplateError, UnroutedMapError
+from sidecar.providers.base import EventColumns, StoreKind
+from sidecar.routing import Route, Router
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "sidecar.yaml"
 
@@ -154,3 +155,113 @@ def test_event_columns_come_from_fields_then_the_key_pattern() -> None:
     )
     assert (from_fields.aggregate_id, from_fields.sequence, from_fields.event_type) == ("A", 3, "5")
     assert route.event_columns("no-match", None).aggregate_id is None
+
+
+def _route(maps: list[dict[str, object]], name: str) -> Route:
+    config = parse_config({"maps": maps}, environ={})
+    return Router(config.maps, config.persistence).route(name)
+
+
+def test_default_event_columns_cover_the_reference_framework_shapes() -> None:
+    route = _route([{"pattern": "*_ES", "kind": "event"}], "Customer_ES")
+    key_fields = {"sequence": 1_000_007, "partitionKey": "cust-7"}
+    value = {
+        "eventType": "CustomerCreatedEvent",
+        "timestamp": 1_700_000_000_007,
+        "correlationId": "corr-1",
+        "key": "cust-7",
+    }
+    columns = route.event_columns("seq:1000007|key:cust-7", value, key_fields)
+    assert columns == EventColumns(
+        "cust-7", 1_000_007, "CustomerCreatedEvent", 1_700_000_000_007, "corr-1"
+    )
+    # timestampMillis wins over timestamp; the key's fields over the value's.
+    both = {**value, "timestampMillis": 5, "aggregateId": "other", "sequence": 9}
+    columns = route.event_columns("k", both, key_fields)
+    assert (columns.timestamp_millis, columns.aggregate_id, columns.sequence) == (
+        5,
+        "cust-7",
+        1_000_007,
+    )
+    # Without a key record, the value's own fields.
+    columns = route.event_columns("k", both, None)
+    assert (columns.aggregate_id, columns.sequence) == ("other", 9)
+
+
+@pytest.mark.parametrize(
+    ("value", "millis"),
+    [
+        (OffsetDateTime.parse("2023-11-14T22:13:20.007+02:00"), 1_699_992_800_007),
+        ("2023-11-14T22:13:20.007123456+02:00", 1_699_992_800_007),
+        ("2023-11-14T20:13:20.007Z", 1_699_992_800_007),
+        (LocalDateTime.parse("2023-11-14T20:13:20.007"), 1_699_992_800_007),
+        ("2023-11-14T20:13:20.007", 1_699_992_800_007),
+        ("1970-01-01T00:00:00-00:00:01", 1000),
+        ("not a time", None),
+        (True, None),
+        (12.5, None),
+    ],
+)
+def test_timestamp_millis_reads_int64_and_date_time_kinds(
+    value: object, millis: int | None
+) -> None:
+    route = _route([{"pattern": "*_ES", "kind": "event"}], "A_ES")
+    assert route.event_columns("k", {"timestamp": value}).timestamp_millis == millis
+
+
+def test_event_columns_sources_are_configurable_per_column() -> None:
+    route = _route(
+        [
+            {
+                "pattern": "*_ES",
+                "kind": "event",
+                "event-columns": {
+                    "aggregate-id": ["key.customer", "customerId"],
+                    "sequence": "key.line",
+                    "event-type": "kind",
+                },
+            }
+        ],
+        "Orders_ES",
+    )
+    columns = route.event_columns("x", {"kind": "Shipped", "customerId": "c9"}, {"line": 4})
+    assert (columns.aggregate_id, columns.sequence, columns.event_type) == ("c9", 4, "Shipped")
+    with pytest.raises(ConfigError, match=r"event-columns\.sequence"):
+        parse_config(
+            {"maps": [{"pattern": "*", "kind": "event", "event-columns": {"sequence": "key."}}]},
+            environ={},
+        )
+
+
+def test_java_key_text_is_the_reference_form_or_the_route_template() -> None:
+    psk = {
+        "@class": "com.theyawns.framework.store.PartitionedSequenceKey",
+        "sequence": -3,
+        "partitionKey": "a|b",
+    }
+    order = {
+        "@class": "com.acme.OrderKey",
+        "region": "eu",
+        "number": 12,
+        "rush": True,
+        "note": None,
+    }
+    plain = _route([{"pattern": "*", "kind": "view"}], "X_VIEW")
+    assert plain.java_key_text(psk) == "seq:-3|key:a|b"
+    assert plain.java_key_text(order).startswith('{"@class":"com.acme.OrderKey"')
+    templated = _route(
+        [{"pattern": "*", "kind": "event", "key-template": "{region}/{number}/{rush}/{note}"}],
+        "Orders_ES",
+    )
+    assert templated.java_key_text(order) == "eu/12/true/null"
+    assert templated.java_key_text(psk) == "seq:-3|key:a|b"
+    with pytest.raises(KeyTemplateError, match=r"'com\.acme\.Other' has no scalar field 'region'"):
+        templated.java_key_text({"@class": "com.acme.Other", "id": 1})
+
+
+@pytest.mark.parametrize("template", ["{region", "plain text", "{0}", "{a!r}", "{a:>5}", "{a.b}"])
+def test_a_key_template_that_is_not_plain_field_names_is_refused(template: str) -> None:
+    with pytest.raises(ConfigError, match="key-template"):
+        parse_config(
+            {"maps": [{"pattern": "*", "kind": "event", "key-template": template}]}, environ={}
+        )

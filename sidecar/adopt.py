@@ -1,0 +1,167 @@
+"""``hz-sidecar adopt``: rewrite the reference framework's rows into the sidecar's form.
+
+The sidecar reads rows that the reference framework's own MapStores wrote as
+they are (:meth:`sidecar.codec.DataCodec.resolve_key`,
+:meth:`~sidecar.codec.DataCodec.rebuild_framework_value`), so adopting it needs
+no migration. This command is for operators who want to finish one: each
+``domain_events`` / ``domain_views`` row without key or value format gets the
+columns the sidecar writes (key format and bytes, value format, type name,
+schema id) and its ``_schemaType`` / ``_fieldKinds`` / ``_fields`` document
+becomes the sidecar's plain document of the same record; event columns are
+kept as they are.
+
+It is safe while members and sidecars are up, and resumable:
+
+* rows are read in pages by (map, key) and each page is rewritten in one
+  transaction that skips a row a sidecar has written since (its formats are
+  no longer NULL: that write is newer and is kept);
+* the schemas the rewritten rows use are made durable before the rows;
+* a row already rewritten is no longer selected, so a second run, or a run
+  after an interruption, only does what is left;
+* a row that cannot be read is left as it is, counted, and recorded like a
+  load would (``hz-sidecar unreadable list``).
+
+``--dry-run`` reads and converts every row and reports the counts without
+writing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from sidecar.codec import DataCodec, SchemaRegistry
+from sidecar.codec.jsonmap import dumps, record_to_json
+from sidecar.config import SidecarConfig
+from sidecar.errors import SidecarError
+from sidecar.providers import create_provider
+from sidecar.providers.base import Provider, StoredValue, StoreEntry, StoreKind
+from sidecar.unreadable import UnreadableRows
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 500
+
+
+@dataclass(slots=True)
+class AdoptionCounts:
+    """What one run found and did, per store kind."""
+
+    found: dict[StoreKind, int] = field(default_factory=lambda: dict.fromkeys(StoreKind, 0))
+    converted: dict[StoreKind, int] = field(default_factory=lambda: dict.fromkeys(StoreKind, 0))
+    rewritten: dict[StoreKind, int] = field(default_factory=lambda: dict.fromkeys(StoreKind, 0))
+    unreadable: dict[StoreKind, int] = field(default_factory=lambda: dict.fromkeys(StoreKind, 0))
+
+
+def convert(
+    codec: DataCodec, kind: StoreKind, entry: StoreEntry
+) -> tuple[StoreEntry, frozenset[int]]:
+    """The sidecar's form of one row without format, and the schema ids its value uses.
+
+    Raises:
+        SidecarError: the row cannot be read (the framework could not have
+            loaded it either).
+    """
+    key = codec.resolve_key(kind, entry.key)
+    value = entry.value
+    schema_ids: frozenset[int] = frozenset()
+    if not value.format:
+        encoded, record = codec.rebuild_framework_value(value.document)
+        schema_ids = encoded.schema_ids
+        value = StoredValue(
+            format="compact",
+            document=dumps(record_to_json(record)),
+            type_name=record.type_name,
+            schema_id=record.schema_id,
+        )
+    return StoreEntry(key=key, value=value, event=entry.event), schema_ids
+
+
+async def adopt(
+    provider: Provider,
+    codec: DataCodec,
+    *,
+    dry_run: bool,
+    batch_size: int = DEFAULT_BATCH,
+    map_name: str | None = None,
+) -> AdoptionCounts:
+    """Rewrite (or, with ``dry_run``, only convert) every row without format."""
+    counts = AdoptionCounts()
+    unreadable = UnreadableRows(provider)
+    persisted = {record.schema_id for record in await provider.get_schemas()}
+    for kind in StoreKind:
+        after: tuple[str, str] | None = None
+        while True:
+            page = await provider.rows_without_format(
+                kind, after=after, limit=batch_size, map_name=map_name
+            )
+            if not page:
+                break
+            after = (page[-1][0], page[-1][1].key.text)
+            counts.found[kind] += len(page)
+            rows: list[tuple[str, StoreEntry]] = []
+            used: set[int] = set()
+            for name, entry in page:
+                try:
+                    converted, schema_ids = convert(codec, kind, entry)
+                except SidecarError as exc:
+                    counts.unreadable[kind] += 1
+                    if not dry_run:
+                        await unreadable.report(name, entry.key, exc)
+                    continue
+                rows.append((name, converted))
+                used |= schema_ids
+            counts.converted[kind] += len(rows)
+            if dry_run or not rows:
+                continue
+            # Schemas are made durable before any row that uses them.
+            new = codec.new_schemas(frozenset(used - persisted))
+            if new:
+                await provider.put_schemas(new)
+                persisted |= {r.schema_id for r in new}
+            counts.rewritten[kind] += await provider.rewrite_rows(kind, rows)
+            log.info(
+                "adopt: %s rows rewritten so far: %d (last key %r of map %r)",
+                kind.value,
+                counts.rewritten[kind],
+                after[1],
+                after[0],
+            )
+    return counts
+
+
+async def adopt_command(
+    config: SidecarConfig,
+    *,
+    dry_run: bool,
+    batch_size: int = DEFAULT_BATCH,
+    map_name: str | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """``hz-sidecar adopt [--dry-run]``: exit 0, or 1 when some row could not be read."""
+    provider = create_provider(config.provider.name, config.provider.settings)
+    await provider.open()
+    try:
+        registry = SchemaRegistry()
+        for record in await provider.get_schemas():
+            registry.add(record)
+        codec = DataCodec(registry, max_depth=config.limits.max_nesting_depth)
+        counts = await adopt(
+            provider, codec, dry_run=dry_run, batch_size=batch_size, map_name=map_name
+        )
+    finally:
+        await provider.close()
+    for kind, table in ((StoreKind.EVENT, "domain_events"), (StoreKind.VIEW, "domain_views")):
+        done = (
+            f"{counts.converted[kind]} would be rewritten"
+            if dry_run
+            else f"{counts.rewritten[kind]} rewritten"
+        )
+        print(
+            f"{table}: {counts.found[kind]} row(s) of the reference framework, {done}, "
+            f"{counts.unreadable[kind]} unreadable (left as they are)",
+            file=out,
+        )
+    return 1 if any(counts.unreadable.values()) else 0
