@@ -308,6 +308,9 @@ def ceiling(dsn: str, data: Data, report: Report) -> dict[str, float]:
             ("domain_events", "map_name", "map_key", "event_data"),
         ):
             kind = "view" if table == "domain_views" else "event"
+            # The sidecar's key format of a String key: '' in a view map (the reference
+            # framework's key form), 'string' in an event map.
+            key_format = "" if kind == "view" else "string"
             extra_col = "last_updated_millis" if kind == "view" else "timestamp_millis"
             copy_map = f"ceiling_copy_{kind}"
             started = time.perf_counter()
@@ -320,7 +323,7 @@ def ceiling(dsn: str, data: Data, report: Report) -> dict[str, float]:
                         copy.set_types(["text", "text", "text", "text", "text", "jsonb", "int8"])
                         for i in range(start, min(start + 1000, data.count)):
                             copy.write_row(
-                                (copy_map, keys[i], "string", "compact", "BenchEvent",
+                                (copy_map, keys[i], key_format, "compact", "BenchEvent",
                                  data.documents[i], now)
                             )  # fmt: skip
             elapsed = time.perf_counter() - started
@@ -328,14 +331,14 @@ def ceiling(dsn: str, data: Data, report: Report) -> dict[str, float]:
             report.row(f"(1) ceiling: COPY binary into {table}, 1000/tx", rate(data.count, elapsed))
             unnest_map = f"ceiling_unnest_{kind}"
             conflict = (
-                f"ON CONFLICT ({name_col}, {key_col})"
+                f"ON CONFLICT ({name_col}, {key_col}, key_format)"
                 f" DO UPDATE SET {data_col} = excluded.{data_col}"
                 if kind == "view"
-                else f"ON CONFLICT ({name_col}, {key_col}) DO NOTHING"
+                else f"ON CONFLICT ({name_col}, {key_col}, key_format) DO NOTHING"
             )
             statement = (
                 f"INSERT INTO {table} ({name_col}, {key_col}, key_format, value_format, type_name,"
-                f" schema_id, {data_col}, {extra_col}) SELECT %b, k, 'string', 'compact',"
+                f" schema_id, {data_col}, {extra_col}) SELECT %b, k, '{key_format}', 'compact',"
                 f" 'BenchEvent', 1, d::jsonb, {now} FROM unnest(%b::text[], %b::text[]) AS u(k, d)"
                 f" {conflict}"
             )

@@ -4,17 +4,17 @@ The sidecar reads rows that the reference framework's own MapStores wrote as
 they are (:meth:`sidecar.codec.DataCodec.resolve_key`,
 :meth:`~sidecar.codec.DataCodec.rebuild_framework_value`), so adopting it needs
 no migration. This command is for operators who want to finish one: each
-``domain_events`` / ``domain_views`` row without key or value format gets the
-columns the sidecar writes (key format and bytes, value format, type name,
-schema id) and its ``_schemaType`` / ``_fieldKinds`` / ``_fields`` document
-becomes the sidecar's plain document of the same record; event columns are
-kept as they are.
+``domain_events`` / ``domain_views`` row without value format gets the value
+columns the sidecar writes (value format, type name, schema id), and its
+``_schemaType`` / ``_fieldKinds`` / ``_fields`` document becomes the sidecar's
+plain document of the same record. Keys and event columns are kept as they are:
+the framework's key form is the sidecar's own for those keys (format ``""``).
 
 It is safe while members and sidecars are up, and resumable:
 
 * rows are read in pages by (map, key) and each page is rewritten in one
-  transaction that skips a row a sidecar has written since (its formats are
-  no longer NULL: that write is newer and is kept);
+  transaction that skips a row a sidecar has written since (its value format
+  is no longer NULL: that write is newer and is kept);
 * the schemas the rewritten rows use are made durable before the rows;
 * a row already rewritten is no longer selected, so a second run, or a run
   after an interruption, only does what is left;
@@ -58,13 +58,13 @@ class AdoptionCounts:
 def convert(
     codec: DataCodec, kind: StoreKind, entry: StoreEntry
 ) -> tuple[StoreEntry, frozenset[int]]:
-    """The sidecar's form of one row without format, and the schema ids its value uses.
+    """The sidecar's form of one row without value format, and the schema ids its value uses.
 
     Raises:
         SidecarError: the row cannot be read (the framework could not have
             loaded it either).
     """
-    key = codec.resolve_key(kind, entry.key)
+    codec.resolve_key(kind, entry.key)  # a key the sidecar could not serve is unreadable
     value = entry.value
     schema_ids: frozenset[int] = frozenset()
     if not value.format:
@@ -76,7 +76,7 @@ def convert(
             type_name=record.type_name,
             schema_id=record.schema_id,
         )
-    return StoreEntry(key=key, value=value, event=entry.event), schema_ids
+    return StoreEntry(key=entry.key, value=value, event=entry.event), schema_ids
 
 
 async def adopt(
@@ -92,14 +92,15 @@ async def adopt(
     unreadable = UnreadableRows(provider)
     persisted = {record.schema_id for record in await provider.get_schemas()}
     for kind in StoreKind:
-        after: tuple[str, str] | None = None
+        after: tuple[str, str, str] | None = None
         while True:
             page = await provider.rows_without_format(
                 kind, after=after, limit=batch_size, map_name=map_name
             )
             if not page:
                 break
-            after = (page[-1][0], page[-1][1].key.text)
+            last_map, last = page[-1]
+            after = (last_map, last.key.text, last.key.format)
             counts.found[kind] += len(page)
             rows: list[tuple[str, StoreEntry]] = []
             used: set[int] = set()

@@ -235,7 +235,7 @@ class ProviderConformance:
             assert streamed == {java_key.text: java_key, "plain": key("plain")}
 
     async def _framework_rows(self, provider: Provider, kind: StoreKind, map_name: str) -> None:
-        """Rows as the reference framework wrote them: no key or value format."""
+        """Rows as the reference framework wrote them: its key form (""), no value format."""
         framework = [
             StoreEntry(
                 key=StoredKey(f"seq:{i}|key:c{i % 2}", ""),
@@ -245,7 +245,7 @@ class ProviderConformance:
         ]
         await provider.store(map_name, kind, [*framework, entry("sidecar-row", n=1)])
 
-    async def test_rows_without_format_are_paged_then_rewritten_once(
+    async def test_rows_without_value_format_are_paged_then_rewritten_once(
         self, provider: Provider
     ) -> None:
         try:
@@ -253,31 +253,25 @@ class ProviderConformance:
         except NotImplementedError:
             pytest.skip(f"{type(provider).__name__} holds no rows of the reference framework")
         await self._framework_rows(provider, EVENT, "Legacy_ES")
-        [first] = await provider.load("Legacy_ES", EVENT, [key("seq:0|key:c0")])
+        [first] = await provider.load("Legacy_ES", EVENT, [key("seq:0|key:c0", "")])
         assert (first.key.format, first.value.format) == ("", "")
         seen: list[tuple[str, StoreEntry]] = []
         after = None
         while page := await provider.rows_without_format(EVENT, after=after, limit=2):
             assert len(page) <= 2
             seen.extend(page)
-            after = (page[-1][0], page[-1][1].key.text)
+            after = (page[-1][0], page[-1][1].key.text, page[-1][1].key.format)
         assert [e.key.text for _, e in seen] == sorted(f"seq:{i}|key:c{i % 2}" for i in range(5))
         assert {name for name, _ in seen} == {"Legacy_ES"}
         rewritten = [
-            (
-                name,
-                StoreEntry(
-                    key=StoredKey(e.key.text, "java", b"bytes-" + e.key.text.encode()),
-                    value=StoredValue("compact", '{"i": 1}', "T", 99),
-                ),
-            )
+            (name, dataclasses.replace(e, value=StoredValue("compact", '{"i": 1}', "T", 99)))
             for name, e in seen
         ]
         assert await provider.rewrite_rows(EVENT, rewritten) == 5
         assert await provider.rewrite_rows(EVENT, rewritten) == 0  # already rewritten
         assert await provider.rows_without_format(EVENT, after=None, limit=10) == []
-        [loaded] = await provider.load("Legacy_ES", EVENT, [key("seq:3|key:c1")])
-        assert loaded.key == StoredKey("seq:3|key:c1", "java", b"bytes-seq:3|key:c1")
+        [loaded] = await provider.load("Legacy_ES", EVENT, [key("seq:3|key:c1", "")])
+        assert loaded.key == StoredKey("seq:3|key:c1", "")
         assert (loaded.value.format, loaded.value.schema_id) == ("compact", 99)
 
     async def test_rewrite_keeps_a_row_a_sidecar_wrote_since(self, provider: Provider) -> None:
@@ -289,20 +283,38 @@ class ProviderConformance:
         page = await provider.rows_without_format(VIEW, after=None, limit=10, map_name="Nope")
         assert page == []
         page = await provider.rows_without_format(VIEW, after=None, limit=10)
-        newer = StoreEntry(key=StoredKey("seq:0|key:c0", "string"), value=doc(newer=True))
+        newer = StoreEntry(key=StoredKey("seq:0|key:c0", ""), value=doc(newer=True))
         await provider.store("Legacy_VIEW", VIEW, [newer])
-        stale = [
-            (
-                n,
-                dataclasses.replace(
-                    e, key=dataclasses.replace(e.key, format="string"), value=doc(stale=True)
-                ),
-            )
-            for n, e in page
-        ]
+        stale = [(n, dataclasses.replace(e, value=doc(stale=True))) for n, e in page]
         assert await provider.rewrite_rows(VIEW, stale) == 4
-        [loaded] = await provider.load("Legacy_VIEW", VIEW, [key("seq:0|key:c0")])
+        [loaded] = await provider.load("Legacy_VIEW", VIEW, [key("seq:0|key:c0", "")])
         assert json.loads(loaded.value.document) == {"newer": True}
+
+    async def test_a_key_is_its_text_and_its_format(self, provider: Provider) -> None:
+        keys = [key("1", fmt) for fmt in ("int32", "int64", "string", "")] + [
+            key("true", "boolean"),
+            key("true", "string"),
+        ]
+        for kind, name in ((EVENT, "Identity_ES"), (VIEW, "Identity_VIEW")):
+            await provider.store(name, kind, [StoreEntry(k, doc(n=i)) for i, k in enumerate(keys)])
+            loaded = await provider.load(name, kind, keys)
+            assert {
+                (e.key.text, e.key.format): json.loads(e.value.document)["n"] for e in loaded
+            } == {(k.text, k.format): i for i, k in enumerate(keys)}
+            # An event store keeps the first write of each identity, not of each text.
+            await provider.store(name, kind, [StoreEntry(key("1", "int64"), doc(n=99))])
+            [again] = await provider.load(name, kind, [key("1", "int64")])
+            assert json.loads(again.value.document)["n"] == (1 if kind is EVENT else 99)
+            # Deleting one identity leaves the others; a missing one counts nothing.
+            assert await provider.delete(name, kind, [key("1", "int64"), key("1", "int16")]) == 1
+            left = {(e.key.text, e.key.format) for e in await provider.load(name, kind, keys)}
+            assert left == {(k.text, k.format) for k in keys} - {("1", "int64")}
+            streamed = [
+                (k.text, k.format)
+                async for batch in provider.load_all_keys(name, kind, 2)
+                for k in batch
+            ]
+            assert sorted(streamed) == sorted(left) and len(streamed) == len(left)
 
     async def test_unreadable_rows_are_recorded_once_listed_and_purged(
         self, provider: Provider
@@ -312,11 +324,12 @@ class ProviderConformance:
         except NotImplementedError:
             pytest.skip(f"{type(provider).__name__} does not record unreadable rows")
         first = UnreadableRow("A_VIEW", "k1", "", "DecodeError: broken", 1000)
+        same_text = UnreadableRow("A_VIEW", "k1", "int32", "other format", 1500)
         again = dataclasses.replace(first, error="later", seen_at_millis=2000)
         other = UnreadableRow("B_VIEW", "k'; DROP TABLE x; --", "zz", "unknown format", 3000)
-        await provider.put_unreadable_rows([first, other])
+        await provider.put_unreadable_rows([first, other, same_text])
         await provider.put_unreadable_rows([again])
-        assert await provider.list_unreadable_rows() == [first, other]
+        assert await provider.list_unreadable_rows() == [first, same_text, other]
         assert await provider.list_unreadable_rows(map_name="B_VIEW") == [other]
-        assert await provider.delete_unreadable_rows(map_name="A_VIEW") == 1
+        assert await provider.delete_unreadable_rows(map_name="A_VIEW") == 2
         assert await provider.list_unreadable_rows() == [other]

@@ -44,11 +44,14 @@ Portable -1, arrays, BigDecimal, custom serializers, Compact with inline schema
 -56...): valid data, stored as is, never an error. Bytes of a known type that
 are truncated, inconsistent or not in the form a member writes are a DecodeError.
 
-Rows written by the reference framework itself have no key or value format
-(``""``): :meth:`DataCodec.resolve_key` reads their keys as the framework wrote
-them, and :meth:`DataCodec.encode_value` rebuilds their ``_schemaType`` /
-``_fieldKinds`` / ``_fields`` documents as the framework did
-(:mod:`sidecar.codec.framework`).
+A key is identified by its text and its format together. The keys of the
+reference framework's own form (a String key of a view map, a
+``PartitionedSequenceKey<String>`` of an event map) are stored as the framework
+stored them, with the format ``""`` (:meth:`DataCodec.canonical_key`), so its
+rows and the sidecar's are the same rows; :meth:`DataCodec.resolve_key` turns
+them back into bytes. Rows the framework wrote have no value format either:
+:meth:`DataCodec.encode_value` rebuilds their ``_schemaType`` / ``_fieldKinds`` /
+``_fields`` documents as the framework did (:mod:`sidecar.codec.framework`).
 """
 
 from __future__ import annotations
@@ -227,22 +230,39 @@ class DataCodec:
 
     # -- keys -------------------------------------------------------------------
 
-    def decode_key(self, data: bytes, key_text: JavaKeyText | None = None) -> StoredKey:
+    def decode_key(
+        self,
+        data: bytes,
+        key_text: JavaKeyText | None = None,
+        kind: StoreKind | None = None,
+    ) -> StoredKey:
         """The stored form of a key's ``Data``.
 
         Args:
             key_text: the map's rule for a Java-serialized key's text
                 (default: :func:`default_java_key_text`).
+            kind: the map's store kind: a key in the reference framework's own
+                form gets the format ``""`` there (:meth:`canonical_key`).
 
         Raises:
             DecodeError: corrupt bytes of a known type.
             UnknownSchemaError: a Compact key whose schema was never sent.
         """
-        return self.decode_key_fields(data, key_text).stored
+        return self.decode_key_fields(data, key_text, kind).stored
 
-    def decode_key_fields(self, data: bytes, key_text: JavaKeyText | None = None) -> DecodedKey:
+    def decode_key_fields(
+        self,
+        data: bytes,
+        key_text: JavaKeyText | None = None,
+        kind: StoreKind | None = None,
+    ) -> DecodedKey:
         """As :meth:`decode_key`, with the key's fields when it is a record."""
-        data = bytes(data)
+        decoded = self._decode_key_fields(bytes(data), key_text)
+        if kind is None:
+            return decoded
+        return DecodedKey(self.canonical_key(kind, decoded.stored), decoded.fields)
+
+    def _decode_key_fields(self, data: bytes, key_text: JavaKeyText | None) -> DecodedKey:
         if data[:8] == _STRING_HEADER and len(data) >= 12:
             # The common key: a String whose length matches exactly is canonical.
             if _LENGTH.unpack_from(data, 8)[0] == len(data) - 12:
@@ -272,13 +292,33 @@ class DataCodec:
         return DecodedKey(key)
 
     @staticmethod
-    def resolve_key(kind: StoreKind, key: StoredKey) -> StoredKey:
-        """A stored key with its format: rows of the reference framework have none.
+    def canonical_key(kind: StoreKind, key: StoredKey) -> StoredKey:
+        """The key as a map of ``kind`` stores it: the reference framework's form as ``""``.
 
-        The framework keyed its event maps by ``PartitionedSequenceKey<String>``,
-        stored as ``seq:{sequence}|key:{partitionKey}``, and its view maps by
-        String: such a key gets the format (and, for an event key, the member's
-        bytes) it would have had if the sidecar had written it.
+        A String key of a view map, and a ``PartitionedSequenceKey<String>`` of an
+        event map whose bytes its text rebuilds exactly, are stored as the
+        framework stored them (format ``""``, no key bytes), so that the
+        framework's rows and the sidecar's are the same rows. :meth:`resolve_key`
+        is the inverse.
+        """
+        if kind is StoreKind.VIEW:
+            return StoredKey(key.text, "") if key.format == "string" else key
+        if key.format != JAVA_FORMAT or key.data is None:
+            return key
+        match = _REFERENCE_EVENT_KEY.fullmatch(key.text)
+        if match is None or partitioned_sequence_key_data(int(match[1]), match[2]) != key.data:
+            return key
+        return StoredKey(key.text, "")
+
+    @staticmethod
+    def resolve_key(kind: StoreKind, key: StoredKey) -> StoredKey:
+        """A stored key with the format its bytes need: the inverse of :meth:`canonical_key`.
+
+        The format ``""`` is the reference framework's key form: it keyed its event
+        maps by ``PartitionedSequenceKey<String>``, stored as
+        ``seq:{sequence}|key:{partitionKey}``, and its view maps by String. Such a
+        key gets the format (and, for an event key, the member's bytes) the codec
+        encodes.
 
         Raises:
             DecodeError: an event key without format whose text is not the

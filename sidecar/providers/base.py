@@ -40,12 +40,15 @@ class StoredKey:
     """A map key as stored.
 
     ``text`` is the readable canonical form (the ``map_key`` / ``view_key``
-    column, unique within a map); ``format`` tells the codec how to turn it
-    back into the member's ``Data`` bytes. ``data`` holds those bytes for the
+    column); ``format`` tells the codec how to turn it back into the member's
+    ``Data`` bytes. Text and format together identify a key within a map:
+    Integer 1 (``int32``) and String "1" are two keys. ``data`` holds those bytes for the
     formats whose text alone cannot rebuild them (a Java-serialized key read
     through a key template, say); providers keep it in their ``key_data``
-    column and give it back from ``load_all_keys``. A row written by the
-    reference framework itself has no format: ``format`` is then ``""``.
+    column and give it back from ``load_all_keys``. The format ``""`` is the
+    reference framework's own key form (a String key of a view map, a
+    ``PartitionedSequenceKey<String>`` of an event map): rows the framework
+    wrote and the sidecar's rows of those keys are the same rows.
     """
 
     text: str
@@ -230,16 +233,16 @@ class Provider(abc.ABC):
         self,
         kind: StoreKind,
         *,
-        after: tuple[str, str] | None,
+        after: tuple[str, str, str] | None,
         limit: int,
         map_name: str | None = None,
     ) -> list[tuple[str, StoreEntry]]:
-        """Up to ``limit`` rows that have no key or no value format, as (map name, entry).
+        """Up to ``limit`` rows that have no value format, as (map name, entry).
 
-        Ordered by map name then key text, starting after ``after`` (a (map name,
-        key text) pair from the previous page), so a caller pages through them
+        Ordered by map name, key text and key format, starting after ``after``
+        (that triple from the previous page), so a caller pages through them
         without holding anything between pages. Such rows were written by the
-        reference framework itself; their formats are ``""``.
+        reference framework itself; their value format is ``""``.
 
         Raises:
             NotImplementedError: the provider cannot hold such rows.
@@ -247,12 +250,12 @@ class Provider(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} holds no rows of the reference framework")
 
     async def rewrite_rows(self, kind: StoreKind, rows: Sequence[tuple[str, StoreEntry]]) -> int:
-        """Give rows without format their sidecar form, in one transaction.
+        """Give rows without value format their sidecar form, in one transaction.
 
-        Only a row that still has no key or no value format is rewritten (one
-        that a sidecar wrote since is newer and kept); its key and value columns
-        are set from the entry, its event columns are left as they are. Returns
-        how many rows were rewritten.
+        Only a row that still has no value format is rewritten (one that a
+        sidecar wrote since is newer and kept); its value columns (format,
+        document, type name, schema id) are set from the entry, its key and
+        event columns are left as they are. Returns how many rows were rewritten.
         """
         raise NotImplementedError(f"{type(self).__name__} holds no rows of the reference framework")
 

@@ -34,37 +34,39 @@ class MemoryProvider(Provider):
                 f"provider.settings: the memory provider takes no settings, got "
                 f"{', '.join(sorted(self.settings))}"
             )
-        self._maps: dict[tuple[StoreKind, str], dict[str, StoreEntry]] = {}
+        # Per map, entries by key identity: (text, format).
+        self._maps: dict[tuple[StoreKind, str], dict[tuple[str, str], StoreEntry]] = {}
         self._schemas: dict[int, SchemaRecord] = {}
         self._dead_letters: dict[int, DeadLetter] = {}
         self._next_dead_letter = 1
-        self._unreadable: dict[tuple[str, str], UnreadableRow] = {}
+        self._unreadable: dict[tuple[str, str, str], UnreadableRow] = {}
 
     async def is_available(self) -> bool:
         return True
 
-    def _map(self, kind: StoreKind, map_name: str) -> dict[str, StoreEntry]:
+    def _map(self, kind: StoreKind, map_name: str) -> dict[tuple[str, str], StoreEntry]:
         return self._maps.setdefault((kind, map_name), {})
 
     async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
         table = self._map(kind, map_name)
         for entry in entries:
+            identity = (entry.key.text, entry.key.format)
             if kind is StoreKind.EVENT:
-                table.setdefault(entry.key.text, entry)
+                table.setdefault(identity, entry)
             else:
-                table[entry.key.text] = entry
+                table[identity] = entry
 
     async def load(
         self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]
     ) -> list[StoreEntry]:
         table = self._map(kind, map_name)
-        found = (table.get(key.text) for key in keys)
+        found = (table.get((key.text, key.format)) for key in keys)
         return [entry for entry in found if entry is not None]
 
     async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
         table = self._map(kind, map_name)
         return sum(
-            table.pop(key.text, None) is not None for key in {k.text: k for k in keys}.values()
+            table.pop(identity, None) is not None for identity in {(k.text, k.format) for k in keys}
         )
 
     async def load_all_keys(
@@ -102,7 +104,7 @@ class MemoryProvider(Provider):
 
     async def put_unreadable_rows(self, rows: Sequence[UnreadableRow]) -> None:
         for row in rows:
-            self._unreadable.setdefault((row.map_name, row.key_text), row)
+            self._unreadable.setdefault((row.map_name, row.key_text, row.key_format), row)
 
     async def list_unreadable_rows(self, *, map_name: str | None = None) -> list[UnreadableRow]:
         return [

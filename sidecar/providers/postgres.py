@@ -483,8 +483,8 @@ class PostgresProvider(Provider):
     async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
         """One INSERT of all ``entries`` (events: first kept; views: latest wins).
 
-        An empty key or value format is written as NULL, as in a row of the
-        reference framework.
+        A key is identified by its text and its format together. An empty value
+        format is written as NULL, as in a row of the reference framework.
         """
         if not entries:
             return
@@ -492,26 +492,26 @@ class PostgresProvider(Provider):
         if kind is StoreKind.VIEW:
             # Keys are unique within a call by contract; if a caller breaks it the
             # last one must win, and ON CONFLICT DO UPDATE refuses a row twice.
-            entries = list({entry.key.text: entry for entry in entries}.values())
-        keys = [e.key.text for e in entries]
-        key_formats = [e.key.format for e in entries]
+            entries = list({(e.key.text, e.key.format): e for e in entries}.values())
+        stored_keys = [_pg_key(e.key) for e in entries]
+        keys = [text for text, _ in stored_keys]
+        key_formats = [fmt for _, fmt in stored_keys]
         key_data = [e.key.data for e in entries]
         value_formats = [e.value.format for e in entries]
         type_names = [e.value.type_name for e in entries]
         schema_ids = [e.value.schema_id for e in entries]
-        documents = [e.value.document for e in entries]
+        documents, exact = _pg_documents(entries)
         if kind is StoreKind.EVENT:
             events = [e.event or EventColumns() for e in entries]
             query = sql.SQL(
                 "INSERT INTO {table} AS t (map_name, map_key, key_format, key_data, value_format,"
-                " type_name, schema_id, event_data, aggregate_id, sequence, event_type,"
-                " timestamp_millis, correlation_id)"
-                " SELECT %b, k, NULLIF(kf, ''), kd, NULLIF(vf, ''), tn, sid, d::jsonb, agg, seq,"
-                " et, ts, cid"
-                " FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[],"
-                " %b::int8[], %b::text[], %b::text[], %b::int8[], %b::text[], %b::int8[],"
-                " %b::text[]) AS u(k, kf, kd, vf, tn, sid, d, agg, seq, et, ts, cid)"
-                " ON CONFLICT (map_name, map_key) DO NOTHING"
+                " type_name, schema_id, event_data, exact_data, aggregate_id, sequence,"
+                " event_type, timestamp_millis, correlation_id)"
+                " SELECT %b, k, kf, kd, NULLIF(vf, ''), tn, sid, d::jsonb, x, agg, seq, et, ts,"
+                " cid FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[],"
+                " %b::int8[], %b::text[], %b::text[], %b::text[], %b::int8[], %b::text[],"
+                " %b::int8[], %b::text[]) AS u(k, kf, kd, vf, tn, sid, d, x, agg, seq, et, ts, cid)"
+                " ON CONFLICT (map_name, map_key, key_format) DO NOTHING"
             ).format(table=table.name)
             params: tuple[Any, ...] = (
                 map_name,
@@ -522,24 +522,25 @@ class PostgresProvider(Provider):
                 _texts(type_names),
                 _int8s(schema_ids),
                 documents,
-                _texts([ev.aggregate_id for ev in events]),
+                exact,
+                _texts([_readable(ev.aggregate_id) for ev in events]),
                 _int8s([ev.sequence for ev in events]),
-                _texts([ev.event_type for ev in events]),
+                _texts([_readable(ev.event_type) for ev in events]),
                 _int8s([ev.timestamp_millis for ev in events]),
-                _texts([ev.correlation_id for ev in events]),
+                _texts([_readable(ev.correlation_id) for ev in events]),
             )
         else:
             query = sql.SQL(
                 "INSERT INTO {table} AS t (view_name, view_key, key_format, key_data,"
-                " value_format, type_name, schema_id, view_data, last_updated_millis)"
-                " SELECT %b, k, NULLIF(kf, ''), kd, NULLIF(vf, ''), tn, sid, d::jsonb, %b"
+                " value_format, type_name, schema_id, view_data, exact_data, last_updated_millis)"
+                " SELECT %b, k, kf, kd, NULLIF(vf, ''), tn, sid, d::jsonb, x, %b"
                 " FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[],"
-                " %b::int8[], %b::text[]) AS u(k, kf, kd, vf, tn, sid, d)"
-                " ON CONFLICT (view_name, view_key) DO UPDATE SET"
+                " %b::int8[], %b::text[], %b::text[]) AS u(k, kf, kd, vf, tn, sid, d, x)"
+                " ON CONFLICT (view_name, view_key, key_format) DO UPDATE SET"
                 " key_format = excluded.key_format, key_data = excluded.key_data,"
                 " value_format = excluded.value_format,"
                 " type_name = excluded.type_name, schema_id = excluded.schema_id,"
-                " view_data = excluded.view_data,"
+                " view_data = excluded.view_data, exact_data = excluded.exact_data,"
                 " last_updated_millis = excluded.last_updated_millis, updated_at = now()"
             ).format(table=table.name)
             params = (
@@ -552,6 +553,7 @@ class PostgresProvider(Provider):
                 _texts(type_names),
                 _int8s(schema_ids),
                 documents,
+                exact,
             )
 
         async def work(conn: Connection) -> None:
@@ -564,19 +566,22 @@ class PostgresProvider(Provider):
     async def load(
         self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]
     ) -> list[StoreEntry]:
-        """One ``= ANY`` query; the documents come back as JSONB renders them."""
+        """One query joining the (text, format) pairs; documents come back as JSONB renders them."""
         if not keys:
             return []
         table = self._tables[kind]
         event_columns = _EVENT_COLUMNS if kind is StoreKind.EVENT else ""
         query = sql.SQL(
-            "SELECT {key}, key_format, key_data, value_format, {data}::text, type_name, schema_id"
+            "SELECT {key}, key_format, key_data, value_format,"
+            " COALESCE(exact_data, {data}::text), type_name, schema_id"
             + event_columns
-            + " FROM {table} WHERE {map} = %b AND {key} = ANY(%b::text[])"
+            + " FROM {table} JOIN unnest(%b::text[], %b::text[]) AS u(k, f)"
+            " ON {key} = u.k AND key_format = u.f WHERE {map} = %b"
         ).format(
             key=table.key_column, data=table.data_column, table=table.name, map=table.map_column
         )
-        params = (map_name, [key.text for key in keys])
+        pairs = [_pg_key(key) for key in keys]
+        params = ([t for t, _ in pairs], [f for _, f in pairs], map_name)
 
         async def work(conn: Connection) -> list[tuple[Any, ...]]:
             cur = await conn.execute(query, params)
@@ -590,10 +595,12 @@ class PostgresProvider(Provider):
         if not keys:
             return 0
         table = self._tables[kind]
-        query = sql.SQL("DELETE FROM {table} WHERE {map} = %b AND {key} = ANY(%b::text[])").format(
-            table=table.name, map=table.map_column, key=table.key_column
-        )
-        params = (map_name, [key.text for key in keys])
+        query = sql.SQL(
+            "DELETE FROM {table} USING unnest(%b::text[], %b::text[]) AS u(k, f)"
+            " WHERE {map} = %b AND {key} = u.k AND key_format = u.f"
+        ).format(table=table.name, map=table.map_column, key=table.key_column)
+        unique = list({_pg_key(key) for key in keys})
+        params = ([t for t, _ in unique], [f for _, f in unique], map_name)
 
         async def work(conn: Connection) -> int:
             cur = await conn.execute(query, params)  # one statement: its own transaction
@@ -606,7 +613,7 @@ class PostgresProvider(Provider):
     ) -> AsyncIterator[list[StoredKey]]:
         """Yield the map's keys in key order, one page query per batch.
 
-        Keyset pagination (``WHERE key > last ORDER BY key LIMIT n``): no
+        Keyset pagination (``WHERE (key, format) > last ORDER BY ... LIMIT n``): no
         connection or transaction is held between batches, so a member that
         reads the stream slowly, or never finishes it, holds nothing of the
         pool. Each page is one statement, retried like any other call. Batches
@@ -619,19 +626,20 @@ class PostgresProvider(Provider):
         table = self._tables[kind]
         first = sql.SQL(
             "SELECT {key}, key_format, key_data FROM {table} WHERE {map} = %b"
-            " ORDER BY {key} LIMIT %b"
+            " ORDER BY {key}, key_format LIMIT %b"
         ).format(key=table.key_column, table=table.name, map=table.map_column)
         following = sql.SQL(
-            "SELECT {key}, key_format, key_data FROM {table} WHERE {map} = %b AND {key} > %b"
-            " ORDER BY {key} LIMIT %b"
+            "SELECT {key}, key_format, key_data FROM {table}"
+            " WHERE {map} = %b AND ({key}, key_format) > (%b, %b)"
+            " ORDER BY {key}, key_format LIMIT %b"
         ).format(key=table.key_column, table=table.name, map=table.map_column)
-        last: str | None = None
+        last: tuple[str, str] | None = None
         params: tuple[Any, ...]
         while True:
             if last is None:
                 query, params = first, (map_name, Int8(size))
             else:
-                query, params = following, (map_name, last, Int8(size))
+                query, params = following, (map_name, *last, Int8(size))
 
             async def page(
                 conn: Connection, query: sql.Composed = query, params: tuple[Any, ...] = params
@@ -642,13 +650,10 @@ class PostgresProvider(Provider):
             rows = await self._run("load_all_keys", map_name, page)
             if not rows:
                 return
-            yield [
-                StoredKey(text, key_format or "", None if data is None else bytes(data))
-                for text, key_format, data in rows
-            ]
+            yield [_key(text, key_format, data) for text, key_format, data in rows]
             if len(rows) < size:
                 return
-            last = rows[-1][0]
+            last = (rows[-1][0], rows[-1][1])
 
     async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
         """One INSERT ... ON CONFLICT DO NOTHING: a known id keeps its first record."""
@@ -768,25 +773,27 @@ class PostgresProvider(Provider):
         self,
         kind: StoreKind,
         *,
-        after: tuple[str, str] | None,
+        after: tuple[str, str, str] | None,
         limit: int,
         map_name: str | None = None,
     ) -> list[tuple[str, StoreEntry]]:
-        """One keyset page of the rows whose key or value format is NULL."""
+        """One keyset page of the rows whose value format is NULL."""
         table = self._tables[kind]
         event_columns = _EVENT_COLUMNS if kind is StoreKind.EVENT else ""
         query = sql.SQL(
-            "SELECT {map}, {key}, key_format, key_data, value_format, {data}::text, type_name,"
-            " schema_id" + event_columns + " FROM {table}"
-            " WHERE (key_format IS NULL OR value_format IS NULL)"
+            "SELECT {map}, {key}, key_format, key_data, value_format,"
+            " COALESCE(exact_data, {data}::text), type_name, schema_id"
+            + event_columns
+            + " FROM {table}"
+            " WHERE value_format IS NULL"
             " AND (%s::text IS NULL OR {map} = %s::text)"
-            " AND (%s::text IS NULL OR ({map}, {key}) > (%s::text, %s::text))"
-            " ORDER BY {map}, {key} LIMIT %s"
+            " AND (%s::text IS NULL OR ({map}, {key}, key_format) > (%s::text, %s::text, %s::text))"
+            " ORDER BY {map}, {key}, key_format LIMIT %s"
         ).format(
             map=table.map_column, key=table.key_column, data=table.data_column, table=table.name
         )
-        after_map, after_key = after if after is not None else (None, None)
-        params = (map_name, map_name, after_map, after_map, after_key, limit)
+        after_map, after_key, after_format = after if after is not None else (None, None, None)
+        params = (map_name, map_name, after_map, after_map, after_key, after_format, limit)
 
         async def work(conn: Connection) -> list[tuple[Any, ...]]:
             cur = await conn.execute(query, params)
@@ -796,26 +803,26 @@ class PostgresProvider(Provider):
         return [(row[0], _entry(row[1:], kind)) for row in rows]
 
     async def rewrite_rows(self, kind: StoreKind, rows: Sequence[tuple[str, StoreEntry]]) -> int:
-        """One UPDATE ... FROM unnest of every row, guarded by the formats still being NULL."""
+        """One UPDATE ... FROM unnest of every row, guarded by the value format still being NULL."""
         if not rows:
             return 0
         table = self._tables[kind]
         query = sql.SQL(
-            "UPDATE {table} AS t SET key_format = u.kf, key_data = u.kd, value_format = u.vf,"
-            " type_name = u.tn, schema_id = u.sid, {data} = u.d::jsonb"
-            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[],"
-            " %b::text[], %b::int8[], %b::text[]) AS u(m, k, kf, kd, vf, tn, sid, d)"
-            " WHERE t.{map} = u.m AND t.{key} = u.k"
-            " AND (t.key_format IS NULL OR t.value_format IS NULL)"
+            "UPDATE {table} AS t SET value_format = u.vf, type_name = u.tn, schema_id = u.sid,"
+            " {data} = u.d::jsonb, exact_data = NULL"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+            " %b::text[], %b::int8[], %b::text[]) AS u(m, k, kf, vf, tn, sid, d)"
+            " WHERE t.{map} = u.m AND t.{key} = u.k AND t.key_format = u.kf"
+            " AND t.value_format IS NULL"
         ).format(
             table=table.name, data=table.data_column, map=table.map_column, key=table.key_column
         )
         entries = [entry for _, entry in rows]
+        pairs = [_pg_key(e.key) for e in entries]
         params = (
             [name for name, _ in rows],
-            [e.key.text for e in entries],
-            [e.key.format for e in entries],
-            [e.key.data for e in entries],
+            [t for t, _ in pairs],
+            [f for _, f in pairs],
             [e.value.format for e in entries],
             _texts([e.value.type_name for e in entries]),
             _int8s([e.value.schema_id for e in entries]),
@@ -837,7 +844,7 @@ class PostgresProvider(Provider):
         query = sql.SQL(
             "INSERT INTO {table} (map_name, key_text, key_format, error, seen_at_millis)"
             " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int8[])"
-            " ON CONFLICT (map_name, key_text) DO NOTHING"
+            " ON CONFLICT (map_name, key_text, key_format) DO NOTHING"
         ).format(table=self._unreadable_table)
         params = (
             [r.map_name for r in rows],
@@ -856,7 +863,8 @@ class PostgresProvider(Provider):
         """The recorded rows, by map and key."""
         query = sql.SQL(
             "SELECT map_name, key_text, key_format, error, seen_at_millis FROM {table}"
-            " WHERE (%s::text IS NULL OR map_name = %s::text) ORDER BY map_name, key_text"
+            " WHERE (%s::text IS NULL OR map_name = %s::text)"
+            " ORDER BY map_name, key_text, key_format"
         ).format(table=self._unreadable_table)
 
         async def work(conn: Connection) -> list[tuple[Any, ...]]:
@@ -990,6 +998,62 @@ def _without_nul(text: str) -> str:
     return text.replace("\x00", "\\u0000")
 
 
+#: The format suffix of a key whose text holds NUL, escaped in PostgreSQL (see _pg_key).
+_ESCAPED = "+escaped"
+#: NUL in a JSON document's text (json.dumps writes it so).
+_JSON_NUL = "\\u0000"
+
+
+def _pg_key(key: StoredKey) -> tuple[str, str]:
+    """The (text, format) a key is stored under: PostgreSQL text cannot hold NUL.
+
+    A key whose text holds NUL (a legal Java String) is stored with its
+    backslashes doubled and NUL as ``\\0``, under its format plus ``+escaped``:
+    the mapping is one-to-one, and no key without NUL has such a format.
+    """
+    if "\x00" not in key.text:
+        return key.text, key.format
+    escaped = key.text.replace("\\", "\\\\").replace("\x00", "\\0")
+    return escaped, key.format + _ESCAPED
+
+
+def _key(text: str, key_format: str | None, data: bytes | None) -> StoredKey:
+    """The key a stored (text, format) stands for: the inverse of :func:`_pg_key`."""
+    key_format = key_format or ""
+    if key_format.endswith(_ESCAPED):
+        key_format = key_format[: -len(_ESCAPED)]
+        text = re.sub(r"\\(.)", lambda m: "\x00" if m[1] == "0" else m[1], text)
+    return StoredKey(text, key_format, None if data is None else bytes(data))
+
+
+def _pg_documents(entries: Sequence[StoreEntry]) -> tuple[list[str], list[str | None]]:
+    """Each value's JSONB document, and its exact text where JSONB would not keep it.
+
+    JSONB normalises what it stores (key order, spacing, numbers) and refuses
+    NUL in strings. The codec reads a Compact or Java document by field name,
+    for which that is exact; a HazelcastJsonValue's text must come back as it
+    was, and a document with NUL cannot be JSONB at all. Those are kept as
+    text in ``exact_data`` (loads prefer it); their JSONB column holds a
+    readable copy (NUL shown as U+FFFD).
+    """
+    documents: list[str] = []
+    exact: list[str | None] = []
+    for entry in entries:
+        document = entry.value.document
+        if _JSON_NUL in document:
+            documents.append(document.replace(_JSON_NUL, "\\ufffd"))
+            exact.append(document)
+        else:
+            documents.append(document)
+            exact.append(document if entry.value.format == "json" else None)
+    return documents, exact
+
+
+def _readable(text: str | None) -> str | None:
+    """An event column's text fit for PostgreSQL (a readable copy: NUL as U+FFFD)."""
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
 def _entry(row: tuple[Any, ...], kind: StoreKind) -> StoreEntry:
     key_text, key_format, key_data, value_format, document, type_name, schema_id = row[:7]
     event = None
@@ -997,7 +1061,7 @@ def _entry(row: tuple[Any, ...], kind: StoreKind) -> StoreEntry:
         aggregate_id, sequence, event_type, timestamp_millis, correlation_id = row[7:]
         event = EventColumns(aggregate_id, sequence, event_type, timestamp_millis, correlation_id)
     return StoreEntry(
-        key=StoredKey(key_text, key_format or "", None if key_data is None else bytes(key_data)),
+        key=_key(key_text, key_format, key_data),
         value=StoredValue(value_format or "", document, type_name, schema_id),
         event=event,
     )

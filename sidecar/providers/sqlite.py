@@ -21,9 +21,9 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sidecar.errors import ConfigError, StoreError, StoreUnavailableError
 from sidecar.providers.base import (
@@ -40,6 +40,7 @@ from sidecar.providers.base import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Versioned migrations, applied in order; PRAGMA user_version records the last one.
 _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
@@ -106,13 +107,13 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     ),
     (
         3,
-        "nullable key and value formats (rows written by the reference framework), key bytes, "
-        "unreadable rows",
+        "keys identified by text and format ('' for the reference framework's own key form), "
+        "nullable value formats (rows written by the framework), key bytes, unreadable rows",
         """
         CREATE TABLE domain_events_v3 (
             map_name         TEXT    NOT NULL,
             map_key          TEXT    NOT NULL,
-            key_format       TEXT,
+            key_format       TEXT    NOT NULL DEFAULT '',
             key_data         BLOB,
             aggregate_id     TEXT,
             sequence         INTEGER,
@@ -124,13 +125,14 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             timestamp_millis INTEGER,
             correlation_id   TEXT,
             created_at       TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-            PRIMARY KEY (map_name, map_key)
+            PRIMARY KEY (map_name, map_key, key_format)
         );
         INSERT INTO domain_events_v3 (map_name, map_key, key_format, aggregate_id, sequence,
             event_type, event_data, value_format, type_name, schema_id, timestamp_millis,
             correlation_id, created_at)
-        SELECT map_name, map_key, key_format, aggregate_id, sequence, event_type, event_data,
-            value_format, type_name, schema_id, timestamp_millis, correlation_id, created_at
+        SELECT map_name, map_key, COALESCE(key_format, ''), aggregate_id, sequence, event_type,
+            event_data, value_format, type_name, schema_id, timestamp_millis, correlation_id,
+            created_at
         FROM domain_events;
         DROP TABLE domain_events;
         ALTER TABLE domain_events_v3 RENAME TO domain_events;
@@ -141,7 +143,7 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE TABLE domain_views_v3 (
             view_name           TEXT    NOT NULL,
             view_key            TEXT    NOT NULL,
-            key_format          TEXT,
+            key_format          TEXT    NOT NULL DEFAULT '',
             key_data            BLOB,
             view_data           TEXT    NOT NULL,
             value_format        TEXT,
@@ -150,12 +152,14 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             last_updated_millis INTEGER NOT NULL,
             created_at          TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
             updated_at          TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-            PRIMARY KEY (view_name, view_key)
+            PRIMARY KEY (view_name, view_key, key_format)
         );
         INSERT INTO domain_views_v3 (view_name, view_key, key_format, view_data, value_format,
             type_name, schema_id, last_updated_millis, created_at, updated_at)
-        SELECT view_name, view_key, key_format, view_data, value_format, type_name, schema_id,
-            last_updated_millis, created_at, updated_at
+        SELECT view_name, view_key,
+            CASE WHEN key_format IS NULL OR key_format = 'string' THEN '' ELSE key_format END,
+            view_data, value_format, type_name, schema_id, last_updated_millis, created_at,
+            updated_at
         FROM domain_views;
         DROP TABLE domain_views;
         ALTER TABLE domain_views_v3 RENAME TO domain_views;
@@ -165,7 +169,7 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             key_format     TEXT    NOT NULL,
             error          TEXT    NOT NULL,
             seen_at_millis INTEGER NOT NULL,
-            PRIMARY KEY (map_name, key_text)
+            PRIMARY KEY (map_name, key_text, key_format)
         );
         """,
     ),
@@ -176,13 +180,13 @@ _EVENT_INSERT = """
                                event_type, event_data, value_format, type_name, schema_id,
                                timestamp_millis, correlation_id)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (map_name, map_key) DO NOTHING
+    ON CONFLICT (map_name, map_key, key_format) DO NOTHING
 """
 _VIEW_UPSERT = """
     INSERT INTO domain_views (view_name, view_key, key_format, key_data, view_data, value_format,
                               type_name, schema_id, last_updated_millis)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (view_name, view_key) DO UPDATE SET
+    ON CONFLICT (view_name, view_key, key_format) DO UPDATE SET
         key_format = excluded.key_format,
         key_data = excluded.key_data,
         view_data = excluded.view_data,
@@ -202,6 +206,37 @@ _EVENT_COLUMNS = ", aggregate_id, sequence, event_type, timestamp_millis, correl
 # SQLite's default limit on bound parameters per statement is 32766; stay well below.
 _IN_CHUNK = 900
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+#: How often the health probe looks for progress of a busy worker.
+_PROBE_POLL_SECONDS = 0.05
+
+
+class _StatementWorker(ThreadPoolExecutor):
+    """The one thread that owns the connection; it counts the tasks it answered.
+
+    An answer is a result or any error but ``OperationalError`` (locked, disk I/O
+    error: the store did not do the work). The health probe reads the count, so
+    that a busy worker that keeps answering is healthy however long its queue,
+    and one stuck on a task (a lock held by another process, a frozen
+    filesystem) is not.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="hz-sidecar-sqlite")
+        self.answered = 0  # written by the worker thread only
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        def counted() -> T:
+            try:
+                result = fn(*args, **kwargs)
+            except sqlite3.OperationalError:
+                raise
+            except BaseException:
+                self.answered += 1
+                raise
+            self.answered += 1
+            return result
+
+        return super().submit(counted)
 
 
 class SQLiteProvider(Provider):
@@ -219,18 +254,20 @@ class SQLiteProvider(Provider):
         if not isinstance(path, str) or not path:
             raise ConfigError("provider.settings.path: expected a file path")
         self.path = path
-        synchronous = str(self.settings.get("synchronous", "FULL")).upper()
+        raw = self.settings.get("synchronous", "FULL")
+        # YAML 1.1 reads an unquoted OFF (as the README writes it) as false.
+        synchronous = "OFF" if raw is False else str(raw).upper()
         if synchronous not in _SYNCHRONOUS:
             raise ConfigError(
                 f"provider.settings.synchronous: expected one of {sorted(_SYNCHRONOUS)}, "
-                f"got {synchronous!r}"
+                f"got {raw!r}"
             )
         self.synchronous = synchronous
         busy = self.settings.get("busy-timeout-ms", 5000)
         if not isinstance(busy, int) or busy < 0:
             raise ConfigError("provider.settings.busy-timeout-ms: expected a non-negative integer")
         self.busy_timeout_ms = busy
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: _StatementWorker | None = None
         self._conn: sqlite3.Connection | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -238,7 +275,7 @@ class SQLiteProvider(Provider):
     async def open(self) -> None:
         if self._executor is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hz-sidecar-sqlite")
+        self._executor = _StatementWorker()
         try:
             await self._run(self._connect)
             await self._run(self._migrate)
@@ -249,7 +286,15 @@ class SQLiteProvider(Provider):
 
     def _connect(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a regular file where a directory should be, say
+                raise ConfigError(
+                    f"provider.settings.path: cannot create the directory {exc.filename} "
+                    f"for {self.path}: {exc.strerror}"
+                ) from None
+            if Path(self.path).is_dir():
+                raise ConfigError(f"provider.settings.path: {self.path} is a directory")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -269,7 +314,7 @@ class SQLiteProvider(Provider):
         """Apply pending migrations; works whether or not the provider is open."""
         if self._executor is not None:
             return await self._run(self._migrate)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hz-sidecar-sqlite")
+        executor = _StatementWorker()
         self._executor = executor
         try:
             await self._run(self._connect)
@@ -292,7 +337,7 @@ class SQLiteProvider(Provider):
                 conn.execute(f"PRAGMA user_version = {int(version)}")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             log.info("SQLite migration V%d applied: %s", version, description)
             applied.append(str(version))
@@ -323,20 +368,37 @@ class SQLiteProvider(Provider):
             cursor = conn.executemany(statement, rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return cursor.rowcount
 
     # -- the provider interface --------------------------------------------------
 
     async def is_available(self) -> bool:
-        if self._executor is None:
+        """True once the worker answers the probe, or any task, while the caller waits.
+
+        The probe never waits for the worker's whole queue, only for its next
+        answer: an idle worker answers the probe at once, a busy one its current
+        task. A worker stuck on a task answers nothing, and the caller's bound
+        (the health check's timeout) decides; cancelling this call withdraws the
+        probe from the queue.
+        """
+        worker = self._executor
+        if worker is None:
             return False
+        answered = worker.answered
+        probe = asyncio.ensure_future(self._run(self._fetch, "PRAGMA schema_version", ()))
         try:
-            await self._run(self._fetch, "SELECT 1", ())
+            while not probe.done():
+                await asyncio.wait({probe}, timeout=_PROBE_POLL_SECONDS)
+                if not probe.done() and worker.answered != answered:
+                    return True
+            probe.result()
         except Exception:  # any failure means "not available"; is_available never raises
             log.warning("SQLite store %s is not available", self.path, exc_info=True)
             return False
+        finally:
+            probe.cancel()
         return True
 
     async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
@@ -351,7 +413,7 @@ class SQLiteProvider(Provider):
                 (
                     map_name,
                     e.key.text,
-                    e.key.format or None,
+                    e.key.format,
                     e.key.data,
                     e.value.document,
                     e.value.format or None,
@@ -368,19 +430,24 @@ class SQLiteProvider(Provider):
     ) -> list[StoreEntry]:
         if not keys:
             return []
-        return await self._run(self._load, map_name, kind, [k.text for k in keys])
+        pairs = list({(k.text, k.format) for k in keys})
+        return await self._run(self._load, map_name, kind, pairs)
 
-    def _load(self, map_name: str, kind: StoreKind, texts: list[str]) -> list[StoreEntry]:
+    def _load(
+        self, map_name: str, kind: StoreKind, pairs: list[tuple[str, str]]
+    ) -> list[StoreEntry]:
         table, map_col, key_col, data_col = _TABLES[kind]
         conn = self._connection()
         found: list[StoreEntry] = []
-        for start in range(0, len(texts), _IN_CHUNK):
-            chunk = texts[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
+        # Two parameters a key: half as many keys a statement.
+        for start in range(0, len(pairs), _IN_CHUNK // 2):
+            chunk = pairs[start : start + _IN_CHUNK // 2]
+            marks = ",".join("(?, ?)" for _ in chunk)
             rows = conn.execute(
                 f"SELECT {key_col}, key_format, key_data, {data_col}, value_format, type_name,"
-                f" schema_id FROM {table} WHERE {map_col} = ? AND {key_col} IN ({marks})",
-                (map_name, *chunk),
+                f" schema_id FROM {table} WHERE {map_col} = ?"
+                f" AND ({key_col}, key_format) IN (VALUES {marks})",
+                (map_name, *(part for pair in chunk for part in pair)),
             ).fetchall()
             found.extend(
                 StoreEntry(
@@ -397,9 +464,9 @@ class SQLiteProvider(Provider):
         if not keys:
             return 0
         table, map_col, key_col, _ = _TABLES[kind]
-        statement = f"DELETE FROM {table} WHERE {map_col} = ? AND {key_col} = ?"
-        unique = sorted({k.text for k in keys})
-        return await self._run(self._transaction, statement, [(map_name, t) for t in unique])
+        statement = f"DELETE FROM {table} WHERE {map_col} = ? AND {key_col} = ? AND key_format = ?"
+        unique = sorted({(k.text, k.format) for k in keys})
+        return await self._run(self._transaction, statement, [(map_name, t, f) for t, f in unique])
 
     async def load_all_keys(
         self, map_name: str, kind: StoreKind, batch_size: int
@@ -408,7 +475,7 @@ class SQLiteProvider(Provider):
         # has no lower bound, so that an empty-string key is not skipped.
         table, map_col, key_col, _ = _TABLES[kind]
         select = f"SELECT {key_col}, key_format, key_data FROM {table} WHERE {map_col} = ?"
-        order = f" ORDER BY {key_col} LIMIT ?"
+        order = f" ORDER BY {key_col}, key_format LIMIT ?"
         query = select + order
         params: tuple[Any, ...] = (map_name, batch_size)
         while True:
@@ -418,8 +485,8 @@ class SQLiteProvider(Provider):
             yield [StoredKey(r[0], r[1] or "", _blob(r[2])) for r in rows]
             if len(rows) < batch_size:
                 return
-            query = f"{select} AND {key_col} > ?{order}"
-            params = (map_name, rows[-1][0], batch_size)
+            query = f"{select} AND ({key_col}, key_format) > (?, ?){order}"
+            params = (map_name, rows[-1][0], rows[-1][1], batch_size)
 
     def _fetch(self, query: str, params: tuple[Any, ...]) -> list[Any]:
         return self._connection().execute(query, params).fetchall()
@@ -494,42 +561,40 @@ class SQLiteProvider(Provider):
         self,
         kind: StoreKind,
         *,
-        after: tuple[str, str] | None,
+        after: tuple[str, str, str] | None,
         limit: int,
         map_name: str | None = None,
     ) -> list[tuple[str, StoreEntry]]:
         table, map_col, key_col, data_col = _TABLES[kind]
         event_columns = _EVENT_COLUMNS if kind is StoreKind.EVENT else ""
-        after_map, after_key = after if after is not None else (None, None)
+        after_map, after_key, after_format = after if after is not None else (None, None, None)
         rows = await self._run(
             self._fetch,
             f"SELECT {map_col}, {key_col}, key_format, key_data, {data_col}, value_format,"
             f" type_name, schema_id{event_columns} FROM {table}"
-            " WHERE (key_format IS NULL OR value_format IS NULL)"
+            " WHERE value_format IS NULL"
             f" AND (? IS NULL OR {map_col} = ?)"
-            f" AND (? IS NULL OR ({map_col}, {key_col}) > (?, ?))"
-            f" ORDER BY {map_col}, {key_col} LIMIT ?",
-            (map_name, map_name, after_map, after_map, after_key, limit),
+            f" AND (? IS NULL OR ({map_col}, {key_col}, key_format) > (?, ?, ?))"
+            f" ORDER BY {map_col}, {key_col}, key_format LIMIT ?",
+            (map_name, map_name, after_map, after_map, after_key, after_format, limit),
         )
         return [(row[0], _row_entry(row[1:], kind)) for row in rows]
 
     async def rewrite_rows(self, kind: StoreKind, rows: Sequence[tuple[str, StoreEntry]]) -> int:
         table, map_col, key_col, data_col = _TABLES[kind]
         statement = (
-            f"UPDATE {table} SET key_format = ?, key_data = ?, value_format = ?, type_name = ?,"
-            f" schema_id = ?, {data_col} = ? WHERE {map_col} = ? AND {key_col} = ?"
-            " AND (key_format IS NULL OR value_format IS NULL)"
+            f"UPDATE {table} SET value_format = ?, type_name = ?, schema_id = ?, {data_col} = ?"
+            f" WHERE {map_col} = ? AND {key_col} = ? AND key_format = ? AND value_format IS NULL"
         )
         params = [
             (
-                e.key.format,
-                e.key.data,
                 e.value.format,
                 e.value.type_name,
                 e.value.schema_id,
                 e.value.document,
                 name,
                 e.key.text,
+                e.key.format,
             )
             for name, e in rows
         ]
@@ -556,14 +621,30 @@ class _Unreadable:
     INSERT = (
         "INSERT INTO hz_sidecar_unreadable_rows"
         " (map_name, key_text, key_format, error, seen_at_millis) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (map_name, key_text) DO NOTHING"
+        " ON CONFLICT (map_name, key_text, key_format) DO NOTHING"
     )
     SELECT = (
         "SELECT map_name, key_text, key_format, error, seen_at_millis"
         " FROM hz_sidecar_unreadable_rows WHERE (? IS NULL OR map_name = ?)"
-        " ORDER BY map_name, key_text"
+        " ORDER BY map_name, key_text, key_format"
     )
     DELETE = "DELETE FROM hz_sidecar_unreadable_rows WHERE (? IS NULL OR map_name = ?)"
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back after a failure without hiding it.
+
+    On a full disk or an I/O error SQLite has already rolled the transaction
+    back itself (https://www.sqlite.org/lang_transaction.html, "Response To
+    Errors Within A Transaction"); the explicit ROLLBACK then fails with "no
+    transaction is active", which must not replace the real cause.
+    """
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.warning("SQLite ROLLBACK after a failed statement failed too", exc_info=True)
 
 
 def _blob(value: bytes | None) -> bytes | None:
@@ -585,7 +666,7 @@ def _event_row(map_name: str, entry: StoreEntry) -> tuple[Any, ...]:
     return (
         map_name,
         entry.key.text,
-        entry.key.format or None,
+        entry.key.format,
         entry.key.data,
         event.aggregate_id,
         event.sequence,

@@ -127,7 +127,7 @@ def test_events_put_from_java_get_the_reference_columns_and_reload_exactly(
                 EVENT_TYPES[i % 3],
                 1_700_000_000_000 + i,
                 None if i % 7 == 0 else f"corr-{i // 5}",
-                "java",
+                "",  # the framework's own key form: the same rows as the framework's
             )
         )
     assert [tuple(row) for row in rows] == expected
@@ -303,7 +303,7 @@ def test_rows_the_framework_wrote_load_through_the_member(framework_deployment: 
     assert [normalised(d["value"]) for d in dumped] == [rebuilt(doc) for _, _, doc in events]
     # The framework rows stay as they are: loading rewrites nothing.
     rows = deployment.query(
-        "SELECT count(*) FROM domain_events WHERE map_name = ? AND key_format IS NULL",
+        "SELECT count(*) FROM domain_events WHERE map_name = ? AND value_format IS NULL",
         "Customer_ES",
     )
     assert rows == [(12,)]

@@ -247,7 +247,7 @@ async def test_tables_created_by_the_reference_flyway_migrations_are_adopted(
     try:
         await provider.store("M_ES", EVENT, [entry("new", '{"x": 2}')])
         loaded = await provider.load(
-            "M_ES", EVENT, [StoredKey("old", "string"), StoredKey("new", "string")]
+            "M_ES", EVENT, [StoredKey("old", ""), StoredKey("new", "string")]
         )
         assert {e.key.text: json.loads(e.value.document) for e in loaded} == {
             "old": {"x": 1},
@@ -440,7 +440,7 @@ async def test_framework_rows_without_formats_load_with_empty_formats(
         ' VALUES (\'Legacy_VIEW\', \'c1\', \'{"_schemaType": "T", "_fieldKinds": {},'
         ' "_fields": {}}\', 1)',
     )
-    [row] = await provider.load("Legacy_VIEW", VIEW, [StoredKey("c1", "string")])
+    [row] = await provider.load("Legacy_VIEW", VIEW, [StoredKey("c1", "")])
     assert (row.key, row.value.format, row.value.schema_id) == (StoredKey("c1", ""), "", None)
     keys = [k async for batch in provider.load_all_keys("Legacy_VIEW", VIEW, 10) for k in batch]
     assert keys == [StoredKey("c1", "")]

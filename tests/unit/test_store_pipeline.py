@@ -89,7 +89,8 @@ def request(count: int, *, value: str = "v", keys: Sequence[int] | None = None) 
 
 
 async def stored(provider: Recording, count: int) -> dict[str, Any]:
-    keys = [StoredKey(f"k{i}", "string") for i in range(count)]
+    # A String key of a view map is stored in the reference framework's form: format "".
+    keys = [StoredKey(f"k{i}", "") for i in range(count)]
     rows = await provider.load("A_VIEW", StoreKind.VIEW, keys)
     return {row.key.text: row.value.document for row in rows}
 

@@ -37,8 +37,8 @@ public class JdbcBatchMapStore implements MapStore<Object, Object>, MapLoaderLif
 
     private static final String UPSERT = "INSERT INTO domain_views (view_name, view_key, key_format,"
             + " value_format, type_name, schema_id, view_data, last_updated_millis)"
-            + " VALUES (?, ?, 'string', 'compact', ?, 0, ?::jsonb, ?)"
-            + " ON CONFLICT (view_name, view_key) DO UPDATE SET view_data = excluded.view_data,"
+            + " VALUES (?, ?, '', 'compact', ?, 0, ?::jsonb, ?)"
+            + " ON CONFLICT (view_name, view_key, key_format) DO UPDATE SET view_data = excluded.view_data,"
             + " last_updated_millis = excluded.last_updated_millis, updated_at = now()";
 
     private String mapName;
