@@ -12,6 +12,8 @@ The registry is used from one asyncio thread; it holds no locks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from hazelcast.serialization.api import FieldKind
 from hazelcast.serialization.compact import FIELD_OPERATIONS, FieldDescriptor, Schema
 
@@ -45,14 +47,24 @@ def field_kind(type_name: str, field_name: str, kind_id: int) -> FieldKind:
     return kind
 
 
+def check_field_names(type_name: str, names: Iterable[str]) -> None:
+    """Refuse a field name given twice (SchemaMismatchError naming the type and the field).
+
+    Linear in the number of fields (a set of the names seen): a schema comes from
+    the network, and is checked on the event loop.
+    """
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise SchemaMismatchError(
+                f"compact type {type_name!r} has a duplicate field name {name!r}"
+            )
+        seen.add(name)
+
+
 def build_schema(type_name: str, fields: list[tuple[str, int]]) -> Schema:
     """Build the client's Schema from (name, FieldKind id) pairs, checking each kind."""
-    names = [name for name, _ in fields]
-    if len(set(names)) != len(names):
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        raise SchemaMismatchError(
-            f"compact type {type_name!r} has duplicate field names {duplicates}"
-        )
+    check_field_names(type_name, (name for name, _ in fields))
     descriptors = [
         FieldDescriptor(name, field_kind(type_name, name, kind)) for name, kind in fields
     ]
@@ -83,6 +95,12 @@ class SchemaRegistry:
             SchemaMismatchError: the id is not the Rabin fingerprint of the type
                 name and fields (or a field name repeats).
         """
+        schema = self.check(record)
+        self.insert(schema)
+        return schema
+
+    def check(self, record: SchemaRecord) -> Schema:
+        """The client's Schema for ``record``, checked as :meth:`add` does, not remembered."""
         known = self._records.get(record.schema_id)
         if known is not None and (
             known.type_name == record.type_name and sorted(known.fields) == sorted(record.fields)
@@ -95,9 +113,13 @@ class SchemaRegistry:
                 f"but its fields fingerprint to {schema.schema_id}: the type name or a "
                 "field name/kind differs from what the member registered"
             )
-        self._schemas[schema.schema_id] = schema
-        self._records[schema.schema_id] = to_record(schema)
         return schema
+
+    def insert(self, schema: Schema) -> None:
+        """Remember a schema :meth:`check` returned (its id is its fingerprint)."""
+        if schema.schema_id not in self._schemas:
+            self._schemas[schema.schema_id] = schema
+            self._records[schema.schema_id] = to_record(schema)
 
     def add_schema(self, schema: Schema) -> Schema:
         """Add a client Schema (checked like :meth:`add`)."""
