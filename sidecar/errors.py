@@ -4,11 +4,15 @@ Every error the sidecar raises on purpose derives from :class:`SidecarError`.
 Each subclass declares the gRPC status it stands for, so turning an error into
 an answer is a lookup (``err.status``), done in one place: the service layer.
 The status codes are the error contract of ``protos/hzsidecar/v1/mapstore.proto``;
-the shim turns them into exceptions Hazelcast understands (write-behind retries
-on everything but INVALID_ARGUMENT).
+what the shim and Hazelcast do with each is the README's "Errors" table. In
+short: INVALID_ARGUMENT means the data can never be written as it is, so
+write-behind drops the entry (the member logs it) instead of retrying it;
+every other status is retried by write-behind until it succeeds.
 """
 
 from __future__ import annotations
+
+from typing import Self
 
 import grpc
 
@@ -32,8 +36,23 @@ class SidecarError(Exception):
             return f"map '{self.map_name}': {text}"
         return text
 
+    def with_context(self, context: str, *, map_name: str | None = None) -> Self:
+        """A new error of the same class and status, its message prefixed by ``context``.
 
-# -- Bad input: never retried ------------------------------------------------
+        The original is left as it is (raise the new one ``from`` it): an error may
+        be seen by more than one caller, and rebuilding one through its class's
+        constructor would misread the arguments of a class with its own
+        (``UnknownSchemaError(schema_id)``).
+        """
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        Exception.__init__(clone, f"{context}: {Exception.__str__(self)}")
+        if map_name is not None:
+            clone.map_name = map_name
+        return clone
+
+
+# -- Bad input: never retried (write-behind drops the entry, the member logs it) --
 
 
 class InvalidRequestError(SidecarError):
@@ -45,7 +64,9 @@ class InvalidRequestError(SidecarError):
 class DecodeError(SidecarError):
     """Bytes that cannot be decoded: corrupt ``Data``, or inconsistent with their schema.
 
-    Raised for one entry; the service reports it for that entry alone.
+    Raised for one entry; the service reports it for that entry alone: dead-lettered,
+    or with ``on-poison: reject`` ENTRY_STATUS_FAILED with this status, which the shim
+    takes off the write-behind queue and logs.
     """
 
     status = grpc.StatusCode.INVALID_ARGUMENT
@@ -63,7 +84,7 @@ class UnsupportedFieldKindError(SidecarError):
     status = grpc.StatusCode.INVALID_ARGUMENT
 
 
-# -- Preconditions: the caller can fix them ----------------------------------
+# -- Preconditions: an operator can fix them; the member retries meanwhile ---
 
 
 class UnknownSchemaError(SidecarError):
@@ -126,9 +147,31 @@ class StoreTimeoutError(SidecarError):
 
 
 class StoreError(SidecarError):
-    """The store refused an operation for a reason that retrying will not fix."""
+    """The store refused an operation for a reason that retrying alone will not fix.
+
+    INTERNAL: write-behind still retries it, until an operator fixes the cause.
+    """
 
     status = grpc.StatusCode.INTERNAL
+
+
+class LimitExceededError(SidecarError):
+    """More work than a ``limits`` bound allows at the moment: the member retries later."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class EntryTooLargeError(SidecarError):
+    """One stored entry is larger than any Load answer may be (``listen.max-message-bytes``).
+
+    Not retried: the same Load would be refused again. The service adds the trailing
+    metadata ``hz-sidecar-entry-too-large`` (the entry's size), by which the shim tells
+    this refusal from a transient RESOURCE_EXHAUSTED.
+    """
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    #: The trailing metadata key that marks the refusal, for the shim.
+    TRAILER = "hz-sidecar-entry-too-large"
 
 
 class ProviderLoadError(ConfigError):

@@ -105,6 +105,10 @@ final class SidecarChannels {
         } else {
             builder = NettyChannelBuilder.forAddress(address.host(), address.port());
         }
+        // The sidecar keeps every answer within its listen.max-message-bytes (a Load defers what does not
+        // fit); a second, smaller bound here (grpc-java's default is 4 MiB) would only fail answers the
+        // sidecar is allowed to send.
+        builder.maxInboundMessageSize(Integer.MAX_VALUE);
         if (endpoint.tls() == null) {
             builder.usePlaintext();
         } else {

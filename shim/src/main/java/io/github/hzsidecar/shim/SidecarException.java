@@ -1,5 +1,6 @@
 package io.github.hzsidecar.shim;
 
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 
@@ -11,7 +12,9 @@ import java.util.Map;
  * number of entries and the sidecar's own message; {@link #code()} is the gRPC status behind it.
  *
  * <p>Hazelcast treats every exception alike (write-behind keeps the entries and retries, write-through
- * fails the caller's operation); the subclasses tell an operator which kind of failure it is.
+ * fails the caller's operation); the subclasses tell an operator which kind of failure it is. A
+ * {@link Rejected} one is never worth retrying: {@link SidecarMapStore} takes such entries off the
+ * write-behind queue itself (README, "Errors").
  */
 public class SidecarException extends RuntimeException {
 
@@ -48,7 +51,10 @@ public class SidecarException extends RuntimeException {
         }
     }
 
-    /** The sidecar refused the data itself (malformed, fingerprint mismatch, unsupported field kind). */
+    /**
+     * The sidecar refused the data itself (undecodable, fingerprint mismatch, unsupported field kind, an entry
+     * too large for any Load answer): the same call would be refused again.
+     */
     public static class Rejected extends SidecarException {
         private static final long serialVersionUID = 1L;
 
@@ -75,6 +81,16 @@ public class SidecarException extends RuntimeException {
     }
 
     private static final Map<Status.Code, Kind> KINDS = new EnumMap<>(Status.Code.class);
+
+    /**
+     * Trailing metadata of a RESOURCE_EXHAUSTED that is no transient bound but one entry larger than any Load
+     * answer may be (the sidecar's listen.max-message-bytes); its value is the bytes such an answer needs.
+     */
+    static final Metadata.Key<String> ENTRY_TOO_LARGE =
+            Metadata.Key.of("hz-sidecar-entry-too-large", Metadata.ASCII_STRING_MARSHALLER);
+
+    private static final Kind TOO_LARGE = new Kind(Rejected::new,
+            "not retriable: one entry is larger than the sidecar's listen.max-message-bytes allows; raise it");
 
     static {
         Kind unavailable = new Kind(Unavailable::new, "retriable");
@@ -114,7 +130,12 @@ public class SidecarException extends RuntimeException {
      * @param cause     the gRPC exception, kept as the cause
      */
     static SidecarException of(Status status, String mapName, String operation, int count, Throwable cause) {
-        Kind kind = KINDS.getOrDefault(status.getCode(), new Kind(SidecarException::new, "unexpected status"));
+        return of(status, KINDS.getOrDefault(status.getCode(), new Kind(SidecarException::new, "unexpected status")),
+                mapName, operation, count, cause);
+    }
+
+    private static SidecarException of(Status status, Kind kind, String mapName, String operation, int count,
+                                       Throwable cause) {
         String sidecarMessage = status.getDescription() == null ? "(no message)" : status.getDescription();
         if (status.getCause() != null) {
             // Set by the client side (e.g. "io exception" caused by "connection refused"): the useful part.
@@ -126,6 +147,11 @@ public class SidecarException extends RuntimeException {
     }
 
     static SidecarException of(StatusRuntimeException e, String mapName, String operation, int count) {
+        Metadata trailers = e.getTrailers();
+        if (e.getStatus().getCode() == Status.Code.RESOURCE_EXHAUSTED && trailers != null
+                && trailers.containsKey(ENTRY_TOO_LARGE)) {
+            return of(e.getStatus(), TOO_LARGE, mapName, operation, count, e);
+        }
         return of(e.getStatus(), mapName, operation, count, e);
     }
 }

@@ -1,6 +1,8 @@
 package io.github.hzsidecar.shim;
 
 import com.google.protobuf.ByteString;
+import com.hazelcast.config.MapConfig;
+import com.hazelcast.config.MapStoreConfig;
 import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.instance.impl.HazelcastInstanceImpl;
 import com.hazelcast.instance.impl.HazelcastInstanceProxy;
@@ -25,6 +27,7 @@ import io.grpc.ClientInterceptor;
 import io.grpc.ClientInterceptors;
 import io.grpc.Context;
 import io.grpc.Metadata;
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
 
@@ -48,6 +51,9 @@ import java.util.function.IntSupplier;
  * <p>Keys and values travel as the member's own serialized form ({@code Data} bytes); Compact values travel
  * with every schema they use. The shim decides nothing about persistence: it translates calls and errors.
  * It has no retry loop either: write-behind retries failed stores itself, write-through fails the caller.
+ * The one thing it must decide is which failures Hazelcast may retry: an entry the sidecar refuses for good
+ * (INVALID_ARGUMENT) would be retried forever by write-behind, so it is taken off the queue and logged instead
+ * (the README's "Errors" table is the whole contract).
  */
 public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifecycleSupport {
 
@@ -64,6 +70,8 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
     private SchemaService schemaService;
     private ILogger logger;
     private MapStoreGrpc.MapStoreBlockingStub stub;
+    /** Whether Hazelcast writes this map behind, retrying from its queue whatever a store throws for. */
+    private boolean writeBehind;
 
     @Override
     public void init(HazelcastInstance hazelcastInstance, Properties properties, String mapName) {
@@ -73,6 +81,7 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
                 ((SerializationServiceSupport) hazelcastInstance).getSerializationService();
         this.schemaService = schemaService(hazelcastInstance);
         this.logger = hazelcastInstance.getLoggingService().getLogger(SidecarMapStore.class);
+        this.writeBehind = isWriteBehind(hazelcastInstance, mapName);
         this.endpoint = new SidecarChannels.Endpoint(settings.address(), settings.tls());
         this.stub = MapStoreGrpc.newBlockingStub(
                 ClientInterceptors.intercept(SidecarChannels.acquire(endpoint),
@@ -107,6 +116,13 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
     /** Sends the member's cluster size as it is when each call starts (members join and leave). */
     static ClientInterceptor clusterSizeInterceptor(IntSupplier clusterSize) {
         return new PerCallHeader(CLUSTER_SIZE, () -> Integer.toString(clusterSize.getAsInt()));
+    }
+
+    /** Write-behind is a map-store with write-delay-seconds above 0; 0 is write-through. */
+    private static boolean isWriteBehind(HazelcastInstance hazelcastInstance, String mapName) {
+        MapConfig map = hazelcastInstance.getConfig().findMapConfig(mapName);
+        MapStoreConfig store = map == null ? null : map.getMapStoreConfig();
+        return store != null && store.isEnabled() && store.getWriteDelaySeconds() > 0;
     }
 
     private static SchemaService schemaService(HazelcastInstance hazelcastInstance) {
@@ -150,8 +166,18 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         }
         request.addAllSchemas(schemas.toProto());
         int count = keys.size();
-        StoreResponse response = call(operation, count,
-                () -> deadlined().store(request.build()));
+        StoreResponse response;
+        try {
+            response = call(operation, count, () -> deadlined().store(request.build()));
+        } catch (SidecarException.Rejected e) {
+            if (count > 1) {
+                // Hazelcast retries the batch, then each entry alone: that finds the entry refused.
+                throw e;
+            }
+            refused(operation, count, List.of("key " + keys.get(0) + ": " + e.getMessage()), e);
+            entries.clear();
+            return;
+        }
         StoreOutcome outcome;
         try {
             outcome = StoreOutcome.apply(keys, response.getResultsList(), entries);
@@ -164,11 +190,34 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             logger.warning("hz-sidecar " + operation + " for map '" + mapName + "': " + outcome.deadLettered()
                     + " of " + count + " entries could not be decoded and were dead-lettered (see hz-sidecar dlq list)");
         }
+        if (!outcome.rejected().isEmpty()) {
+            refused(operation, count, outcome.rejected(), SidecarException.of(
+                    Status.INVALID_ARGUMENT.withDescription(outcome.rejected().get(0)), mapName, operation, count,
+                    null));
+        }
         if (outcome.failed() > 0) {
             SidecarException failure = SidecarException.of(outcome.failureStatus(), mapName, operation, count, null);
             logger.warning(failure.getMessage());
             throw failure;
         }
+    }
+
+    /**
+     * Entries the sidecar refused for good (INVALID_ARGUMENT): the same call would be refused again. Write-through
+     * fails the caller's operation with {@code failure}. Write-behind would retry them forever (the batch, then
+     * each entry, then again from the queue), so they are dropped: already removed from the map given to
+     * storeAll (or the single store returns normally); they stay in the IMap, not in the store, and this log
+     * line is their record.
+     */
+    private void refused(String operation, int count, List<String> refusals, SidecarException failure) {
+        if (!writeBehind) {
+            throw failure;
+        }
+        int shown = Math.min(refusals.size(), 10);
+        logger.severe("hz-sidecar " + operation + " for map '" + mapName + "': " + refusals.size() + " of " + count
+                + " entries refused by the sidecar for good (INVALID_ARGUMENT), dropped from the write-behind queue"
+                + " and not persisted: " + String.join("; ", refusals.subList(0, shown))
+                + (shown < refusals.size() ? "; and " + (refusals.size() - shown) + " more" : ""));
     }
 
     @Override
@@ -185,26 +234,46 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         for (Object key : keys) {
             request.addKeys(toBytes(key, null));
         }
-        call(keys.size() == 1 ? "delete" : "deleteAll", keys.size(), () -> deadlined().delete(request.build()));
+        String operation = keys.size() == 1 ? "delete" : "deleteAll";
+        try {
+            call(operation, keys.size(), () -> deadlined().delete(request.build()));
+        } catch (SidecarException.Rejected e) {
+            if (keys.size() > 1) {
+                throw e;
+            }
+            refused(operation, 1, List.of("key " + keys.iterator().next() + ": " + e.getMessage()), e);
+        }
     }
 
     // ---- MapLoader ----
 
     @Override
     public Object load(Object key) {
-        return load(Collections.singletonList(key), "load").get(key);
+        return load(Map.of(toBytes(key, null), key), "load").get(key);
     }
 
+    /**
+     * Loads in calls of at most {@value SidecarSettings#LOAD_MAX_KEYS} keys whose bytes take at most half the
+     * sidecar's message limit ({@value SidecarSettings#MAX_MESSAGE_BYTES}): a larger request would be refused,
+     * and the answer needs room for entries beside the keys it defers.
+     */
     @Override
     public Map<Object, Object> loadAll(Collection<Object> keys) {
         Map<Object, Object> result = new HashMap<>();
-        List<Object> chunk = new ArrayList<>(Math.min(keys.size(), settings.loadMaxKeys()));
+        long budget = settings.maxMessageBytes() / 2;
+        Map<ByteString, Object> chunk = new LinkedHashMap<>();
+        long chunkBytes = 0;
         for (Object key : keys) {
-            chunk.add(key);
-            if (chunk.size() == settings.loadMaxKeys()) {
+            ByteString bytes = toBytes(key, null);
+            // The key's field in the request: tag, length (at most 5 bytes), bytes.
+            long size = 6L + bytes.size();
+            if (!chunk.isEmpty() && (chunk.size() == settings.loadMaxKeys() || chunkBytes + size > budget)) {
                 result.putAll(load(chunk, "loadAll"));
-                chunk.clear();
+                chunk = new LinkedHashMap<>();
+                chunkBytes = 0;
             }
+            chunk.put(bytes, key);
+            chunkBytes += size;
         }
         if (!chunk.isEmpty()) {
             result.putAll(load(chunk, "loadAll"));
@@ -212,29 +281,41 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         return result;
     }
 
-    private Map<Object, Object> load(List<Object> keys, String operation) {
-        if (keys.isEmpty()) {
-            return Collections.emptyMap();
-        }
-        LoadRequest.Builder request = LoadRequest.newBuilder().setMapName(mapName);
-        Map<ByteString, Object> requested = new HashMap<>();
-        for (Object key : keys) {
-            ByteString bytes = toBytes(key, null);
-            request.addKeys(bytes);
-            requested.put(bytes, key);
-        }
-        LoadResponse response = call(operation, keys.size(), () -> deadlined().load(request.build()));
-        CompactSchemas.register(schemaService, response.getSchemasList());
+    /**
+     * Loads {@code keys} (each key's bytes to the key), asking again for the keys an answer defers (the sidecar
+     * keeps each answer within its message limit) until none is left.
+     */
+    private Map<Object, Object> load(Map<ByteString, Object> keys, String operation) {
         Map<Object, Object> result = new LinkedHashMap<>();
-        for (Entry entry : response.getEntriesList()) {
-            Object key = requested.get(entry.getKey());
-            if (key == null) {
-                key = toObject(entry.getKey());
+        Collection<ByteString> pending = keys.keySet();
+        while (!pending.isEmpty()) {
+            LoadRequest request = LoadRequest.newBuilder().setMapName(mapName).addAllKeys(pending).build();
+            LoadResponse response = call(operation, pending.size(), () -> deadlined().load(request));
+            CompactSchemas.register(schemaService, response.getSchemasList());
+            for (Entry entry : response.getEntriesList()) {
+                Object key = keys.get(entry.getKey());
+                if (key == null) {
+                    key = toObject(entry.getKey());
+                }
+                // The value's Data as the member serializes it: Hazelcast keeps map values serialized
+                // and passes a Data through toData unchanged, so deserializing it here would only be
+                // undone at once. Its schemas were registered above, for whoever reads it.
+                result.put(key, new HeapData(entry.getValue().toByteArray()));
             }
-            // The value's Data as the member serializes it: Hazelcast keeps map values serialized
-            // and passes a Data through toData unchanged, so deserializing it here would only be
-            // undone at once. Its schemas were registered above, for whoever reads it.
-            result.put(key, new HeapData(entry.getValue().toByteArray()));
+            List<ByteString> deferred = response.getDeferredKeysList();
+            if (deferred.size() >= pending.size() && !deferred.isEmpty()) {
+                // Each answer must make progress, or this would ask forever.
+                String message = "hz-sidecar " + operation + " for map '" + mapName + "' deferred all "
+                        + pending.size() + " keys it was asked for; the shim and the sidecar disagree on the"
+                        + " wire contract";
+                logger.warning(message);
+                throw new IllegalStateException(message);
+            }
+            if (!deferred.isEmpty() && logger.isFineEnabled()) {
+                logger.fine("hz-sidecar " + operation + " for map '" + mapName + "': " + response.getEntriesCount()
+                        + " entries answered, " + deferred.size() + " keys deferred to a further call");
+            }
+            pending = deferred;
         }
         return result;
     }

@@ -15,6 +15,10 @@ import java.util.Properties;
  * @param loadAllKeysBatchSize  {@value #LOAD_ALL_KEYS_BATCH_SIZE}: keys per streamed batch, 0 lets the sidecar choose
  * @param loadAllKeysDeadlineMs {@value #LOAD_ALL_KEYS_DEADLINE_MS}: deadline of the whole loadAllKeys stream
  * @param loadMaxKeys           {@value #LOAD_MAX_KEYS}: keys per Load call; a larger loadAll is split
+ * @param maxMessageBytes       {@value #MAX_MESSAGE_BYTES}: the sidecar's {@code listen.max-message-bytes}, the
+ *                              largest message it receives; a loadAll is split so that the keys of each call
+ *                              take at most half of it (the answer needs room for entries beside the keys it
+ *                              defers)
  */
 record SidecarSettings(
         SidecarAddress address,
@@ -23,7 +27,8 @@ record SidecarSettings(
         Tls tls,
         int loadAllKeysBatchSize,
         long loadAllKeysDeadlineMs,
-        int loadMaxKeys) {
+        int loadMaxKeys,
+        int maxMessageBytes) {
 
     static final String ADDRESS = "sidecar.address";
     static final String DEADLINE_MS = "sidecar.deadline-ms";
@@ -35,10 +40,13 @@ record SidecarSettings(
     static final String LOAD_ALL_KEYS_BATCH_SIZE = "sidecar.load-all-keys.batch-size";
     static final String LOAD_ALL_KEYS_DEADLINE_MS = "sidecar.load-all-keys.deadline-ms";
     static final String LOAD_MAX_KEYS = "sidecar.load.max-keys-per-call";
+    static final String MAX_MESSAGE_BYTES = "sidecar.max-message-bytes";
 
     static final long DEFAULT_DEADLINE_MS = 10_000;
     static final long DEFAULT_LOAD_ALL_KEYS_DEADLINE_MS = 600_000;
     static final int DEFAULT_LOAD_MAX_KEYS = 10_000;
+    /** The sidecar's default {@code listen.max-message-bytes}. */
+    static final int DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
     /**
      * TLS towards the sidecar. A null CA file trusts the JDK's default roots; a certificate and key
@@ -60,7 +68,8 @@ record SidecarSettings(
                 tls(properties),
                 (int) nonNegativeLong(properties, LOAD_ALL_KEYS_BATCH_SIZE, 0, Integer.MAX_VALUE),
                 positive(properties, LOAD_ALL_KEYS_DEADLINE_MS, DEFAULT_LOAD_ALL_KEYS_DEADLINE_MS, Long.MAX_VALUE),
-                (int) positive(properties, LOAD_MAX_KEYS, DEFAULT_LOAD_MAX_KEYS, Integer.MAX_VALUE));
+                (int) positive(properties, LOAD_MAX_KEYS, DEFAULT_LOAD_MAX_KEYS, Integer.MAX_VALUE),
+                (int) positive(properties, MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES, Integer.MAX_VALUE));
     }
 
     private static Tls tls(Properties properties) {

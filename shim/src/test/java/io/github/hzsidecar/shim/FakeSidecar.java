@@ -54,6 +54,10 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
     volatile Function<Integer, EntryResult> storeResults;
     /** When set, every call fails with it. */
     volatile Status failure;
+    /** Trailing metadata sent with {@link #failure}, or null. */
+    volatile Metadata failureTrailers;
+    /** Entries per Load answer; the keys of further entries found are deferred (as the sidecar does by size). */
+    volatile int maxEntriesPerAnswer = Integer.MAX_VALUE;
 
     private Server server;
     private EventLoopGroup eventLoop;
@@ -135,8 +139,13 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
         LoadResponse.Builder answer = LoadResponse.newBuilder().addAllSchemas(schemas.values());
         for (ByteString key : request.getKeysList()) {
             ByteString value = values.get(key);
-            if (value != null) {
+            if (value == null) {
+                continue;
+            }
+            if (answer.getEntriesCount() < maxEntriesPerAnswer) {
                 answer.addEntries(Entry.newBuilder().setKey(key).setValue(value));
+            } else {
+                answer.addDeferredKeys(key);
             }
         }
         response.onNext(answer.build());
@@ -162,7 +171,7 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
         if (status == null) {
             return false;
         }
-        response.onError(status.asRuntimeException());
+        response.onError(status.asRuntimeException(failureTrailers));
         return true;
     }
 

@@ -1,5 +1,6 @@
 package io.github.hzsidecar.shim;
 
+import io.grpc.Metadata;
 import io.grpc.Status;
 import org.junit.jupiter.api.Test;
 
@@ -22,6 +23,19 @@ class SidecarExceptionTest {
             assertTrue(e.isRetriable());
             assertEquals(status.getCode(), e.code());
         }
+    }
+
+    @Test
+    void resourceExhaustedIsRetriableUnlessTheSidecarMarksAnEntryTooLarge() {
+        Status status = Status.RESOURCE_EXHAUSTED.withDescription("key 0x01: its value is 9000000 bytes");
+        assertTrue(SidecarException.of(status.asRuntimeException(), "orders_VIEW", "load", 1).isRetriable());
+        Metadata trailers = new Metadata();
+        trailers.put(SidecarException.ENTRY_TOO_LARGE, "9000100");
+        SidecarException e = SidecarException.of(status.asRuntimeException(trailers), "orders_VIEW", "load", 1);
+        assertInstanceOf(SidecarException.Rejected.class, e);
+        assertFalse(e.isRetriable());
+        assertTrue(e.getMessage().contains("9000000 bytes"), e.getMessage());
+        assertTrue(e.getMessage().contains("listen.max-message-bytes"), e.getMessage());
     }
 
     @Test

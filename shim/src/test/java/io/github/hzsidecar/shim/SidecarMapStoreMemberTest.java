@@ -14,8 +14,10 @@ import com.hazelcast.spi.impl.SerializationServiceSupport;
 import io.github.hzsidecar.proto.v1.Entry;
 import io.github.hzsidecar.proto.v1.EntryResult;
 import io.github.hzsidecar.proto.v1.EntryStatus;
+import io.github.hzsidecar.proto.v1.LoadRequest;
 import io.github.hzsidecar.proto.v1.Schema;
 import io.github.hzsidecar.proto.v1.StoreRequest;
+import io.grpc.Metadata;
 import io.grpc.Status;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -36,6 +38,7 @@ import java.util.UUID;
 import java.util.stream.Collectors;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -65,7 +68,9 @@ class SidecarMapStoreMemberTest {
     @BeforeEach
     void reset() {
         sidecar.failure = null;
+        sidecar.failureTrailers = null;
         sidecar.storeResults = null;
+        sidecar.maxEntriesPerAnswer = Integer.MAX_VALUE;
     }
 
     static HazelcastInstance startMember(String sidecarAddress) {
@@ -84,6 +89,9 @@ class SidecarMapStoreMemberTest {
                 .setInitialLoadMode(MapStoreConfig.InitialLoadMode.LAZY)
                 .setProperties(properties);
         config.addMapConfig(new MapConfig("persisted*").setMapStoreConfig(store));
+        // Write-behind: only read by stores made directly here (directStore), never flushed.
+        config.addMapConfig(new MapConfig("behind*").setMapStoreConfig(new MapStoreConfig(store)
+                .setWriteDelaySeconds(5)));
         return Hazelcast.newHazelcastInstance(config);
     }
 
@@ -105,12 +113,163 @@ class SidecarMapStoreMemberTest {
         return ((SerializationServiceSupport) member).getSerializationService().toObject(data);
     }
 
-    private static SidecarMapStore directStore(String address, String mapName) {
+    private static SidecarMapStore directStore(String address, String mapName, String... moreProperties) {
         SidecarMapStore store = new SidecarMapStore();
         Properties properties = SidecarSettingsTest.properties(SidecarSettings.ADDRESS, address,
                 SidecarSettings.LOAD_ALL_KEYS_BATCH_SIZE, "2");
+        properties.putAll(SidecarSettingsTest.properties(moreProperties));
         store.init(member, properties, mapName);
         return store;
+    }
+
+    private static EntryResult result(EntryStatus status, Status.Code code, String message) {
+        return EntryResult.newBuilder().setStatus(status).setCode(code.value()).setMessage(message).build();
+    }
+
+    private static byte[] memberBytes(Object object) {
+        return ((SerializationServiceSupport) member).getSerializationService().toData(object).toByteArray();
+    }
+
+    @Test
+    void writeBehindStoreAllDropsRefusedEntriesAndThrowsOnlyForRetriableOnes() {
+        SidecarMapStore store = directStore(sidecar.address, "behind-refused");
+        try {
+            sidecar.storeResults = i -> switch (i) {
+                case 0 -> result(EntryStatus.ENTRY_STATUS_WRITTEN, Status.Code.OK, "");
+                case 1 -> result(EntryStatus.ENTRY_STATUS_FAILED, Status.Code.INVALID_ARGUMENT, "cannot be decoded");
+                default -> result(EntryStatus.ENTRY_STATUS_FAILED, Status.Code.UNAVAILABLE, "database is down");
+            };
+            Map<Object, Object> entries = new LinkedHashMap<>();
+            entries.put("a", "1");
+            entries.put("b", "2");
+            entries.put("c", "3");
+            assertInstanceOf(SidecarException.Unavailable.class,
+                    assertThrows(SidecarException.class, () -> store.storeAll(entries)));
+            assertEquals(Map.of("c", "3"), entries, "written and refused entries are finished");
+
+            sidecar.storeResults = i -> result(EntryStatus.ENTRY_STATUS_FAILED, Status.Code.INVALID_ARGUMENT, "bad");
+            Map<Object, Object> poison = new LinkedHashMap<>(Map.of("p", "1", "q", "2"));
+            store.storeAll(poison);
+            assertTrue(poison.isEmpty(), "nothing left for Hazelcast to retry");
+            store.store("p", "1");
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void writeBehindSingleStoreRefusedAsAWholeReturnsButABatchThrows() {
+        SidecarMapStore store = directStore(sidecar.address, "behind-whole");
+        try {
+            sidecar.failure = Status.INVALID_ARGUMENT.withDescription("schema id does not match its fingerprint");
+            store.store("k", "v");
+            store.delete("k");
+            Map<Object, Object> entries = new LinkedHashMap<>(Map.of("a", "1", "b", "2"));
+            // Hazelcast retries a batch that throws entry by entry, which finds the refused one.
+            assertInstanceOf(SidecarException.Rejected.class,
+                    assertThrows(SidecarException.class, () -> store.storeAll(entries)));
+            assertEquals(2, entries.size());
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void writeThroughStoreOfARefusedEntryFailsTheCaller() {
+        SidecarMapStore store = directStore(sidecar.address, "direct-refused");
+        try {
+            sidecar.storeResults = i -> result(EntryStatus.ENTRY_STATUS_FAILED, Status.Code.INVALID_ARGUMENT,
+                    "cannot be decoded: nested deeper than 64 levels");
+            SidecarException e = assertThrows(SidecarException.class, () -> store.store("k", "v"));
+            assertInstanceOf(SidecarException.Rejected.class, e);
+            assertTrue(e.getMessage().contains("nested deeper"), e.getMessage());
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void loadAllAsksAgainForDeferredKeysUntilNoneIsLeft() {
+        SidecarMapStore store = directStore(sidecar.address, "direct-deferred");
+        try {
+            Map<Object, Object> entries = new LinkedHashMap<>();
+            for (int i = 0; i < 5; i++) {
+                entries.put("deferred-" + i, i);
+            }
+            store.storeAll(new LinkedHashMap<>(entries));  // (storeAll empties the map it is given)
+            sidecar.maxEntriesPerAnswer = 2;
+            int loadsBefore = sidecar.loads.size();
+            List<Object> keys = new ArrayList<>(entries.keySet());
+            keys.add("nope");
+            Map<Object, Object> loaded = store.loadAll(keys);
+            Map<Object, Object> objects = new LinkedHashMap<>();
+            loaded.forEach((key, value) -> objects.put(key, toObject(value)));
+            assertEquals(entries, objects);
+            assertEquals(loadsBefore + 3, sidecar.loads.size());
+            assertEquals(1, sidecar.loads.get(sidecar.loads.size() - 1).getKeysCount());
+
+            sidecar.maxEntriesPerAnswer = 0;
+            assertThrows(IllegalStateException.class, () -> store.loadAll(keys), "an answer without progress");
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void loadAllSplitsItsKeysByBytes() {
+        SidecarMapStore store = directStore(sidecar.address, "direct-split",
+                SidecarSettings.MAX_MESSAGE_BYTES, "4096");
+        try {
+            List<Object> keys = new ArrayList<>();
+            for (int i = 0; i < 20; i++) {
+                keys.add(i + "-" + "k".repeat(300));
+            }
+            int loadsBefore = sidecar.loads.size();
+            store.loadAll(keys);
+            List<LoadRequest> calls = sidecar.loads.subList(loadsBefore, sidecar.loads.size());
+            assertTrue(calls.size() >= 3, "20 keys of ~300 bytes in requests of at most 2 KiB of keys");
+            assertEquals(20, calls.stream().mapToInt(LoadRequest::getKeysCount).sum());
+            for (LoadRequest call : calls) {
+                assertTrue(call.getSerializedSize() <= 2048 + 64, String.valueOf(call.getSerializedSize()));
+            }
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void entryTooLargeForAnyAnswerIsRefusedNotRetriable() {
+        SidecarMapStore store = directStore(sidecar.address, "direct-too-large");
+        try {
+            Metadata trailers = new Metadata();
+            trailers.put(SidecarException.ENTRY_TOO_LARGE, "100037");
+            sidecar.failureTrailers = trailers;
+            sidecar.failure = Status.RESOURCE_EXHAUSTED.withDescription(
+                    "map 'direct-too-large': key 0000: its value is 100012 bytes");
+            SidecarException e = assertThrows(SidecarException.class, () -> store.load("big"));
+            assertInstanceOf(SidecarException.Rejected.class, e);
+            assertFalse(e.isRetriable());
+            assertTrue(e.getMessage().contains("100012 bytes"), e.getMessage());
+            assertTrue(e.getMessage().contains("listen.max-message-bytes"), e.getMessage());
+
+            sidecar.failureTrailers = null;
+            sidecar.failure = Status.RESOURCE_EXHAUSTED.withDescription("too many calls in flight");
+            assertTrue(assertThrows(SidecarException.class, () -> store.load("big")).isRetriable());
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void answersLargerThanGrpcJavasDefaultLimitAreReceived() {
+        SidecarMapStore store = directStore(sidecar.address, "direct-large-answer");
+        try {
+            String value = "v".repeat(5 * 1024 * 1024);
+            sidecar.values.put(ByteString.copyFrom(memberBytes("large")), ByteString.copyFrom(memberBytes(value)));
+            assertEquals(value, toObject(store.load("large")));
+        } finally {
+            store.destroy();
+        }
     }
 
     @Test

@@ -48,6 +48,7 @@ class SidecarSettingsTest {
         assertNull(settings.tls());
         assertEquals(0, settings.loadAllKeysBatchSize());
         assertEquals(SidecarSettings.DEFAULT_LOAD_MAX_KEYS, settings.loadMaxKeys());
+        assertEquals(64 * 1024 * 1024, settings.maxMessageBytes());
     }
 
     @Test
@@ -59,12 +60,14 @@ class SidecarSettingsTest {
                 SidecarSettings.TLS_ENABLED, "false",
                 SidecarSettings.LOAD_ALL_KEYS_BATCH_SIZE, "500",
                 SidecarSettings.LOAD_ALL_KEYS_DEADLINE_MS, "60000",
-                SidecarSettings.LOAD_MAX_KEYS, "100"));
+                SidecarSettings.LOAD_MAX_KEYS, "100",
+                SidecarSettings.MAX_MESSAGE_BYTES, "65536"));
         assertEquals(2500, settings.deadlineMs());
         assertEquals("secret", settings.token());
         assertEquals(500, settings.loadAllKeysBatchSize());
         assertEquals(60000, settings.loadAllKeysDeadlineMs());
         assertEquals(100, settings.loadMaxKeys());
+        assertEquals(65536, settings.maxMessageBytes());
     }
 
     @Test

@@ -41,6 +41,19 @@ class StoreOutcomeTest {
     }
 
     @Test
+    void entriesRefusedWithInvalidArgumentAreFinishedAndListedOtherFailuresStay() {
+        Map<Object, Object> entries = new HashMap<>(Map.of("a", 1, "b", 2, "c", 3));
+        StoreOutcome outcome = StoreOutcome.apply(List.of("a", "b", "c"), List.of(
+                failed(Status.Code.INVALID_ARGUMENT, "entry #0 cannot be decoded"),
+                failed(Status.Code.FAILED_PRECONDITION, "map is not routed"), WRITTEN), entries);
+        assertEquals(Map.of("b", 2), entries);
+        assertEquals(List.of("key a: entry #0 cannot be decoded"), outcome.rejected());
+        assertEquals(1, outcome.failed());
+        assertEquals(Status.Code.FAILED_PRECONDITION, outcome.failureStatus().getCode());
+        assertTrue(outcome.failureStatus().getDescription().contains("1 of 3"));
+    }
+
+    @Test
     void allWrittenEmptiesTheMap() {
         Map<Object, Object> entries = new HashMap<>(Map.of("a", 1, "b", 2));
         StoreOutcome outcome = StoreOutcome.apply(List.of("a", "b"), List.of(WRITTEN, WRITTEN), entries);
