@@ -105,12 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     dlq = command(
         "dlq",
         "Dead letters (entries whose bytes could not be decoded): list them, replay them "
-        "(decode again and store those that now decode), or purge them.",
+        "(decode again and store those that now decode, unless the key holds another value "
+        "now or has no row), or purge them.",
     )
     dlq.add_argument("action", choices=("list", "replay", "purge"))
     dlq.add_argument("--map", dest="map_name", metavar="NAME", help="only this map's letters")
     dlq.add_argument("--id", dest="letter_id", type=int, metavar="N", help="only letter N")
     dlq.add_argument("--all", dest="purge_all", action="store_true", help="purge: every letter")
+    dlq.add_argument(
+        "--include-missing",
+        action="store_true",
+        help="replay: also store letters whose key has no row (it may have been deleted since: "
+        "storing it brings it back)",
+    )
     adopt = command(
         "adopt",
         "Rewrite the rows that the reference framework's own MapStores wrote into the "
@@ -202,6 +209,7 @@ def _dlq(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, A
             map_name=args.map_name,
             letter_id=args.letter_id,
             purge_all=args.purge_all,
+            include_missing=args.include_missing,
         )
 
     return run

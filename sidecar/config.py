@@ -5,9 +5,15 @@ block, whose keys and defaults are kept exactly. An unknown key or a wrong
 value is an error that names it (``maps[1].kind: ...``).
 
 Environment variables override the file: ``HZ_SIDECAR_<PATH>``, with ``__``
-between levels and ``_`` for ``-`` inside a key, values parsed as YAML
-scalars. For example ``HZ_SIDECAR_LISTEN__ADDRESS=unix:///run/hz.sock`` or
+between levels and ``_`` for ``-`` inside a key. The value of a string key is
+taken as it is (``HZ_SIDECAR_LISTEN__SOCKET_MODE=0600`` stays ``"0600"``, a
+token keeps its characters); other values are read as YAML (numbers, booleans,
+``{...}``/``[...]``), and as a plain string when they are not YAML. For example
+``HZ_SIDECAR_LISTEN__ADDRESS=unix:///run/hz.sock`` or
 ``HZ_SIDECAR_FRAMEWORK__PERSISTENCE__WRITE_DELAY_SECONDS=1``.
+
+No error message repeats a value of the configuration that could be secret: a
+YAML syntax error is reported by line and column without the offending text.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import enum
 import os
 import re
 import string
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -231,6 +239,8 @@ class ListenConfig(_Model):
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     health_check_interval_seconds: float = Field(default=5.0, gt=0)
+    #: A provider that does not answer its probe within this is NOT_SERVING.
+    health_check_timeout_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("address")
     @classmethod
@@ -242,6 +252,14 @@ class ListenConfig(_Model):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected host:port or unix:///path, got {value!r}")
+        return value
+
+    @field_validator("socket_mode", mode="before")
+    @classmethod
+    def _mode_is_text(cls, value: object) -> object:
+        # YAML reads an unquoted 0600 as the number 384: which digits were meant is lost.
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError('expected an octal file mode as a quoted string such as "0660"')
         return value
 
     @field_validator("socket_mode")
@@ -294,10 +312,19 @@ class OnPoison(enum.StrEnum):
 
 
 class LimitsConfig(_Model):
-    """Bounds on what one call may ask for (``listen.max-message-bytes`` bounds its size)."""
+    """Bounds on what one call may ask for (``listen.max-message-bytes`` bounds its size),
+    and on the work the sidecar takes on at once (:mod:`sidecar.admission`)."""
 
     max_entries_per_call: int = Field(default=100_000, ge=1)
     max_nesting_depth: int = Field(default=64, ge=1, le=256)
+    # A Store costs about 4.5 times its request bytes while it is decoded and written
+    # (64 MiB of entries peak near 340 MB RSS), so 64 MiB in flight, with the process's
+    # own ~80 MB, fits the 512Mi container of deploy/k8s.
+    max_in_flight_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_calls_in_flight: int = Field(default=64, ge=1)
+    max_schemas_per_call: int = Field(default=1_000, ge=1)
+    max_schemas: int = Field(default=100_000, ge=1)
+    max_fields_per_schema: int = Field(default=10_000, ge=1)
 
 
 class TlsConfig(_Model):
@@ -344,7 +371,8 @@ class PrometheusConfig(_Model):
     """The Prometheus scrape endpoint (``GET /metrics``), served by the sidecar itself."""
 
     enabled: bool = False
-    host: str = "0.0.0.0"  # noqa: S104 - scraped from another container or pod
+    # Loopback unless told otherwise: a scraper in another container or pod needs 0.0.0.0.
+    host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
 
 
@@ -398,9 +426,79 @@ class SidecarConfig(_Model):
     telemetry: TelemetryConfig = TelemetryConfig()
     batching: BatchingConfig = BatchingConfig()
 
+    @field_validator("maps")
+    @classmethod
+    def _routes(cls, routes: tuple[MapRoute, ...]) -> tuple[MapRoute, ...]:
+        if not routes:
+            raise ValueError(
+                "no route: every map would be refused; list at least one pattern and kind "
+                "(or leave `maps` out for the defaults *_ES and *_VIEW)"
+            )
+        first: dict[str, int] = {}
+        for index, route in enumerate(routes):
+            if route.pattern in first:
+                raise ValueError(
+                    f"maps[{index}].pattern {route.pattern!r} repeats maps[{first[route.pattern]}]"
+                    " (the first matching route wins, so this one would never apply)"
+                )
+            first[route.pattern] = index
+        return routes
+
     @property
     def persistence(self) -> PersistenceConfig:
         return self.framework.persistence
+
+
+def _target_type(path: list[str]) -> Any:
+    """The annotation of the key at ``path`` (kebab-case), or None when the model has no such key.
+
+    Below a free-form mapping (``provider.settings``) the type is ``Any``.
+    """
+    annotation: Any = SidecarConfig
+    for part in path:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return Any
+        field = next(
+            (f for name, f in annotation.model_fields.items() if (f.alias or name) == part), None
+        )
+        if field is None:
+            return None
+        annotation = field.annotation
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(options) == 1:
+            annotation = options[0]
+    return annotation
+
+
+def _env_value(path: list[str], raw: str) -> Any:
+    """An environment value for the key at ``path``: a string key's text as it is, else YAML.
+
+    YAML alone would turn ``0600`` into 384 and ``OFF`` into false, and could echo a
+    token in its error message.
+    """
+    if not raw or _target_type(path) in (str, SecretStr):
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw  # not YAML: a string (the model names the key if it wants something else)
+    if isinstance(value, dict | list) and not raw.lstrip().startswith(("{", "[")):
+        return raw  # "a: b" is text (a DSN, say), not a mapping, unless written as {a: b}
+    return value
+
+
+#: Quoted text in a YAML error message other than a token name such as '<stream end>'.
+_QUOTED = re.compile(r"'(?!<)[^']*'|\"(?!<)[^\"]*\"")
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error without the document's text (which may hold a secret)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return type(exc).__name__
+    parts = [_QUOTED.sub("'...'", text) for text in (exc.context, exc.problem) if text]
+    mark = exc.problem_mark or exc.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{', '.join(parts) or 'syntax error'}{where}"
 
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -420,10 +518,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
                     f"environment variable {name}: {part!r} is not a mapping in the configuration"
                 )
             node = child
-        try:
-            node[path[-1]] = yaml.safe_load(environ[name]) if environ[name] else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"environment variable {name}: not a YAML value: {exc}") from exc
+        node[path[-1]] = _env_value(path, environ[name])
     return data
 
 
@@ -446,7 +541,8 @@ def parse_config(
     try:
         return SidecarConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+        # Not chained: a ValidationError's text repeats every input, secrets included.
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
 
 
 def load_config(
@@ -462,7 +558,7 @@ def load_config(
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_error(exc)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     try:

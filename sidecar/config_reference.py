@@ -30,6 +30,8 @@ DESCRIPTIONS: dict[str, str] = {
     "listen.max-message-bytes": "Largest gRPC message received or sent.",
     "listen.graceful-shutdown-seconds": "Time in-flight calls get to finish on SIGTERM/SIGINT.",
     "listen.health-check-interval-seconds": "How often the health service probes the provider.",
+    "listen.health-check-timeout-seconds": "A provider that does not answer the probe within "
+    "this is NOT_SERVING (a hung store, a lock held elsewhere).",
     "provider": "The backing store.",
     "provider.name": "`sqlite`, `postgres`, `memory`, or a provider registered in the "
     "`hz_sidecar.providers` entry point group.",
@@ -72,11 +74,23 @@ DESCRIPTIONS: dict[str, str] = {
     "on-poison": "An entry whose bytes cannot be decoded: `dead-letter` keeps it in the "
     "dead-letter table (`hz-sidecar dlq`) and answers DEAD_LETTERED; `reject` fails it "
     "with INVALID_ARGUMENT.",
-    "limits": "Bounds on one call.",
+    "limits": "Bounds on one call, and on the work and schemas taken on at once.",
     "limits.max-entries-per-call": "Most entries (Store) or keys (Load, Delete) in one call; "
     "more is INVALID_ARGUMENT.",
     "limits.max-nesting-depth": "Deepest nesting of Compact records decoded; deeper is a "
     "poison entry.",
+    "limits.max-in-flight-bytes": "Most bytes of entries and schemas in the Store, Delete "
+    "and Load calls served at once; a Store that would exceed it is refused with "
+    "RESOURCE_EXHAUSTED (the member retries), unless it is the only call (Load and Delete "
+    "carry keys only: counted, not refused).",
+    "limits.max-calls-in-flight": "Most Store, Delete and Load calls served at once; more is "
+    "RESOURCE_EXHAUSTED.",
+    "limits.max-schemas-per-call": "Most Compact schemas one call carries; more is "
+    "RESOURCE_EXHAUSTED.",
+    "limits.max-schemas": "Most Compact schemas the sidecar keeps (persisted, reloaded at "
+    "each start); a call adding more is RESOURCE_EXHAUSTED.",
+    "limits.max-fields-per-schema": "Most fields of one Compact schema; more is "
+    "RESOURCE_EXHAUSTED.",
     "security": "Who may call the sidecar.",
     "security.token": "Bearer token every call but health must carry (`authorization: "
     "Bearer ...`); never logged.",
@@ -90,7 +104,8 @@ DESCRIPTIONS: dict[str, str] = {
     "telemetry.service-name": "`service.name` of the exported metrics and spans.",
     "telemetry.prometheus": "The Prometheus scrape endpoint, `GET /metrics`.",
     "telemetry.prometheus.enabled": "Serve the endpoint.",
-    "telemetry.prometheus.host": "Address it listens on.",
+    "telemetry.prometheus.host": "Address it listens on: loopback unless set (`0.0.0.0` "
+    "for a scraper in another container or pod).",
     "telemetry.prometheus.port": "Port it listens on (the compose trial scrapes 9464).",
     "telemetry.otlp": "Export to an OpenTelemetry collector over OTLP/gRPC.",
     "telemetry.otlp.enabled": "Export over OTLP.",

@@ -8,7 +8,9 @@
   gRPC asks :meth:`CertificateFiles.fetch` for the current configuration at
   each new handshake (``grpc.dynamic_ssl_server_credentials``), so a rotated
   certificate (cert-manager, a renewed Secret) applies to new connections
-  without a restart; established connections keep theirs.
+  without a restart; established connections keep theirs. The files are checked
+  (PEM, a key that matches the certificate) before gRPC gets them: at start a
+  bad file is a configuration error naming its key, on reload it is skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -134,6 +138,7 @@ class CertificateFiles:
         except OSError as exc:
             raise ConfigError(f"security.tls: cannot read {exc.filename}: {exc.strerror}") from None
         cert, key = contents[0], contents[1]
+        _check_pem(self._paths, contents)
         return grpc.ssl_server_certificate_configuration(
             [(key, cert)], root_certificates=contents[2] if self.mutual else None
         )
@@ -157,6 +162,43 @@ class CertificateFiles:
         return grpc.dynamic_ssl_server_credentials(
             self.initial, self.fetch, require_client_authentication=self.mutual
         )
+
+
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\s.+?-----END CERTIFICATE-----", re.S)
+_PEM_KEY = re.compile(
+    rb"-----BEGIN ([A-Z]+ )?PRIVATE KEY-----\s.+?-----END \1?PRIVATE KEY-----", re.S
+)
+
+
+def _check_pem(paths: list[str], contents: list[bytes]) -> None:
+    """Refuse TLS files gRPC could not use, naming the key (gRPC would only say "bind failed").
+
+    The files' contents never reach the message: a private key is a secret.
+    """
+    keys = ("cert-file", "key-file", "client-ca-file")
+    for key, path, data in zip(keys, paths, contents, strict=False):
+        pattern = _PEM_KEY if key == "key-file" else _PEM_CERTIFICATE
+        what = "private key" if key == "key-file" else "certificate"
+        if pattern.search(data) is None:
+            raise ConfigError(f"security.tls.{key}: {path} holds no PEM {what}")
+    if re.search(rb"ENCRYPTED PRIVATE KEY|Proc-Type: 4,ENCRYPTED", contents[1]):
+        raise ConfigError(f"security.tls.key-file: {paths[1]} is encrypted; gRPC needs a plain key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(paths[0], paths[1])
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"security.tls: cert-file {paths[0]} and key-file {paths[1]} are not a certificate "
+            f"and its private key ({exc.reason or exc.strerror or 'unreadable'})"
+        ) from None
+    if len(paths) > 2:
+        try:
+            context.load_verify_locations(cafile=paths[2])
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"security.tls.client-ca-file: {paths[2]} is not a PEM CA bundle "
+                f"({exc.reason or exc.strerror or 'unreadable'})"
+            ) from None
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials | None:

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
 import grpc
+from hazelcast.serialization.compact import Schema
 
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
+from sidecar.admission import Admission
 from sidecar.batching import GroupCommit, Writer
 from sidecar.cluster_check import check_cluster_size
 from sidecar.codec import DataCodec, DecodedKey, DecodedValue, EncodedValue, SchemaRegistry
@@ -39,6 +41,7 @@ from sidecar.config import InitialLoadMode, OnPoison
 from sidecar.deadletter import DeadLetterCounter, PoisonEntries, count_nothing
 from sidecar.errors import (
     DecodeError,
+    EntryTooLargeError,
     InvalidRequestError,
     PersistenceDisabledError,
     SidecarError,
@@ -70,6 +73,8 @@ class ServiceLimits:
     max_key_batch: int = MAX_KEY_BATCH
     max_entries_per_call: int = 100_000
     max_nesting_depth: int = DEFAULT_MAX_DEPTH
+    #: ``listen.max-message-bytes``: gRPC sends no larger message, so Load answers fit it.
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def check_count(self, count: int, what: str, map_name: str) -> None:
         if count > self.max_entries_per_call:
@@ -115,8 +120,11 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         telemetry: Telemetry | None = None,
         group_commit: GroupCommit | None = None,
         pipeline_rows: int = PIPELINE_ROWS,
+        admission: Admission | None = None,
     ) -> None:
         self._provider = provider
+        # Bounds on the calls, bytes and schemas taken on at once (sidecar.admission).
+        self._admission = admission or Admission()
         self._router = router
         self._registry = registry
         self._enabled = persistence_enabled
@@ -142,24 +150,29 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         return len(self._registry.records())
 
     async def _register(self, schemas: Sequence[pb.Schema], map_name: str) -> None:
-        new: list[SchemaRecord] = []
+        self._admission.check_call_schemas(schemas, map_name)
+        new: dict[int, tuple[SchemaRecord, Schema]] = {}
         for message in schemas:
             record = SchemaRecord(
                 schema_id=message.schema_id,
                 type_name=message.type_name,
                 fields=tuple((f.name, f.kind) for f in message.fields),
             )
-            known = record.schema_id in self._registry
             try:
-                self._registry.add(record)
+                schema = self._registry.check(record)
             except SidecarError as exc:
-                exc.map_name = map_name
-                raise
-            if not known:
-                new.append(record)
-        if new:
-            # Schemas are made durable before any value that uses them.
-            await self._provider.put_schemas(new)
+                context = f"schema {record.type_name!r} (id {record.schema_id})"
+                raise exc.with_context(context, map_name=map_name) from exc
+            if record.schema_id not in self._registry:
+                new[record.schema_id] = (record, schema)
+        if not new:
+            return
+        # Schemas are made durable before any value that uses them, and known only once
+        # durable: a schema whose write failed is written again with the call's retry.
+        with self._admission.new_schemas(len(new), len(self._registry), map_name):
+            await self._provider.put_schemas([record for record, _ in new.values()])
+            for _, schema in new.values():
+                self._registry.insert(schema)
 
     async def _with_schemas(self, fn: Callable[[], T]) -> T:
         """Run a codec step; on an unknown schema id, refresh from the provider once."""
@@ -212,33 +225,32 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     async def _lookup_keys(
         self, route: Route, keys: Sequence[bytes]
-    ) -> dict[str, tuple[StoredKey, bytes]]:
-        """Decode the keys of a Load or Delete: key text → (stored key, the bytes asked for).
+    ) -> dict[tuple[str, str], tuple[StoredKey, bytes]]:
+        """Decode the keys of a Load or Delete: (text, format) → (stored key, the bytes asked).
 
         A key whose Compact schema is unknown even after a refresh from the provider
         cannot be in the store (every schema is persisted before anything that uses
         it), so it is left out: Hazelcast loads before its first write-through put.
         """
         map_name = route.map_name
-        requested: dict[str, tuple[StoredKey, bytes]] = {}
+        requested: dict[tuple[str, str], tuple[StoredKey, bytes]] = {}
         refreshed = False
         for index, data in enumerate(keys):
             try:
                 try:
-                    key = self._codec.decode_key(data, route.java_key_text)
+                    key = self._codec.decode_key(data, route.java_key_text, route.kind)
                 except UnknownSchemaError:
                     if refreshed:
                         continue
                     refreshed = True
                     await self.load_schemas()
-                    key = self._codec.decode_key(data, route.java_key_text)
+                    key = self._codec.decode_key(data, route.java_key_text, route.kind)
             except UnknownSchemaError:
                 continue
             except SidecarError as exc:
-                exc.args = (f"key #{index} ({_key_repr(data)}) cannot be decoded: {exc}",)
-                exc.map_name = map_name
-                raise
-            requested.setdefault(key.text, (key, data))
+                context = f"key #{index} ({_key_repr(data)}) cannot be decoded"
+                raise exc.with_context(context, map_name=map_name) from exc
+            requested.setdefault((key.text, key.format), (key, data))
         return requested
 
     # -- Store ---------------------------------------------------------------------
@@ -247,7 +259,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponse:
         try:
-            return await self._store(request, context)
+            with self._admission.admit(request, "Store", request.map_name):
+                return await self._store(request, context)
         except Exception as exc:
             await self._fail(context, f"Store on map '{request.map_name}'", exc)
 
@@ -262,12 +275,16 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         # One result per entry, in request order: None for written (filled in at the end).
         results: list[pb.EntryResult | None] = []
         poison = PoisonEntries(self._on_poison, self._dead_letter_counter or count_nothing)
-        # The rows being decoded, by key text, and the indexes of their entries.
-        batch: dict[str, StoreEntry] = {}
+        # The rows being decoded, by key identity (text, format), and their entries' indexes.
+        batch: dict[tuple[str, str], StoreEntry] = {}
         indexes: list[int] = []
         # Earlier rows of a large call, being written while the next are decoded.
         writes: list[tuple[asyncio.Task[None], list[int]]] = []
-        handed: set[str] = set()
+        handed: set[tuple[str, str]] = set()
+        # An event map keeps the first write of a key, within a call too: a repeated
+        # key is answered as its first entry is (index → index of the first entry).
+        first_at: dict[tuple[str, str], int] = {}
+        repeats: list[tuple[int, int]] = []
         self._telemetry.begin_phase("decode")
         try:
             for index, entry in enumerate(request.entries):
@@ -289,12 +306,18 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 if isinstance(row, pb.EntryResult):
                     results.append(row)
                     continue
-                key_text, store_entry = row
-                if key_text in handed and key_text not in batch:
-                    # A key repeated in a later chunk: the earlier write must end first.
-                    await _settled(task for task, _ in writes)
+                identity, store_entry = row
                 results.append(None)
-                batch[key_text] = store_entry
+                if route.kind is StoreKind.EVENT:
+                    if identity in first_at:
+                        repeats.append((index, first_at[identity]))
+                        continue
+                    first_at[identity] = index
+                elif identity in handed and identity not in batch:
+                    # A view key repeated in a later chunk: the latest write must win,
+                    # so the earlier chunk's write ends first.
+                    await _settled(task for task, _ in writes)
+                batch[identity] = store_entry
                 indexes.append(index)
             if batch and not writes and self._writer is not self._provider:
                 # Group commit writes in a task of its own: awaiting it here is safe.
@@ -310,6 +333,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             # Whatever happens, no write of this call outlives it unobserved.
             outcomes = await _settled(task for task, _ in writes)
         self._chunk_failures(request.map_name, results, writes, outcomes)
+        for index, first in repeats:
+            results[index] = results[first]
         await self._deadline(context, poison.keep(self._provider))
         log.debug(
             "Store map=%s kind=%s entries=%d written=%d",
@@ -327,14 +352,14 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         entry: pb.Entry,
         route: Route,
         poison: PoisonEntries,
-    ) -> tuple[str, StoreEntry] | pb.EntryResult:
-        """One entry's key text and row, or the result of a poison entry.
+    ) -> tuple[tuple[str, str], StoreEntry] | pb.EntryResult:
+        """One entry's key identity (text, format) and row, or the result of a poison entry.
 
         Raises:
             UnknownSchemaError: the entry uses a schema this sidecar was never sent.
         """
         try:
-            key = self._codec.decode_key_fields(entry.key, route.java_key_text)
+            key = self._codec.decode_key_fields(entry.key, route.java_key_text, route.kind)
             decoded = self._codec.decode_for_store(entry.value)
         except DecodeError as exc:
             self._telemetry.codec_error(request.map_name, exc)
@@ -343,14 +368,14 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 f"cannot be decoded: {exc}"
             )
             return poison.add(request.map_name, index, entry.key, entry.value, message)
-        return key.stored.text, self._store_entry(route, key, decoded)
+        return (key.stored.text, key.stored.format), self._store_entry(route, key, decoded)
 
     def _write_task(
         self,
         context: grpc.aio.ServicerContext,
         request: pb.StoreRequest,
         route: Route,
-        batch: dict[str, StoreEntry],
+        batch: dict[tuple[str, str], StoreEntry],
     ) -> asyncio.Task[None]:
         """Start writing one chunk of a large Store call."""
         rows = list(batch.values())
@@ -411,17 +436,18 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
         try:
-            route = self._route(request.map_name)
-            check_cluster_size(type(self._provider), context.invocation_metadata() or ())
-            self._limits.check_count(len(request.keys), "keys", request.map_name)
-            requested = await self._lookup_keys(route, request.keys)
-            keys = [key for key, _ in requested.values()]
-            deleted = 0
-            if keys:
-                deleted = await self._deadline(
-                    context, self._writer.delete(request.map_name, route.kind, keys)
-                )
-            return pb.DeleteResponse(deleted=deleted)
+            with self._admission.admit(request, "Delete", request.map_name):
+                route = self._route(request.map_name)
+                check_cluster_size(type(self._provider), context.invocation_metadata() or ())
+                self._limits.check_count(len(request.keys), "keys", request.map_name)
+                requested = await self._lookup_keys(route, request.keys)
+                keys = [key for key, _ in requested.values()]
+                deleted = 0
+                if keys:
+                    deleted = await self._deadline(
+                        context, self._writer.delete(request.map_name, route.kind, keys)
+                    )
+                return pb.DeleteResponse(deleted=deleted)
         except Exception as exc:
             await self._fail(context, f"Delete on map '{request.map_name}'", exc)
 
@@ -431,7 +457,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.LoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.LoadResponse:
         try:
-            return await self._load(request, context)
+            with self._admission.admit(request, "Load", request.map_name):
+                return await self._load(request, context)
         except Exception as exc:
             await self._fail(context, f"Load on map '{request.map_name}'", exc)
 
@@ -451,15 +478,12 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         response = pb.LoadResponse()
         schema_ids: set[int] = set()
         for stored in found:
-            asked, key_bytes = requested[stored.key.text]
-            try:
-                stored_key = self._codec.resolve_key(route.kind, stored.key)
-            except SidecarError as exc:
-                await self._unreadable.report(request.map_name, stored.key, exc)
+            asked = requested.get((stored.key.text, stored.key.format))
+            if asked is None:
+                # Providers answer by text and format: a row of another key type
+                # (String "1" for Integer 1) is never one asked for.
                 continue
-            if stored_key.format != asked.format:
-                # Same text, different key type (e.g. "1" and 1): not the requested key.
-                continue
+            key_bytes = asked[1]
             encoded = await self._encode_stored(request.map_name, stored)
             if encoded is None:
                 continue
@@ -469,7 +493,67 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             "Load map=%s keys=%d found=%d", request.map_name, len(keys), len(response.entries)
         )
         response.schemas.extend(self._schema_messages(schema_ids))
+        return self._fit_load_answer(request.map_name, response, context)
+
+    def _fit_load_answer(
+        self, map_name: str, response: pb.LoadResponse, context: grpc.aio.ServicerContext
+    ) -> pb.LoadResponse:
+        """The answer, within ``listen.max-message-bytes``: what does not fit is deferred.
+
+        gRPC refuses to send a larger message, and would refuse the same Load again
+        every time. So the answer keeps the longest run of its entries that fits
+        together with the keys of the others, which it lists in ``deferred_keys`` for
+        the shim to ask again. Sizes are the protobuf encoding's, from field lengths.
+
+        Raises:
+            EntryTooLargeError: the first entry does not fit in an answer, so asking
+                again cannot help (marked with a trailer for the shim).
+        """
+        limit = self._limits.max_response_bytes
+        size = sum(self._field_size(schema.ByteSize()) for schema in response.schemas)
+        entry_sizes = [
+            self._field_size(self._field_size(len(e.key)) + self._field_size(len(e.value)))
+            for e in response.entries
+        ]
+        if size + sum(entry_sizes) <= limit:
+            return response
+        key_sizes = [self._field_size(len(e.key)) for e in response.entries]
+        size += sum(key_sizes)
+        kept = 0
+        # An entry always costs more than its key: keep entries while the answer fits.
+        while kept < len(entry_sizes) and size - key_sizes[kept] + entry_sizes[kept] <= limit:
+            size += entry_sizes[kept] - key_sizes[kept]
+            kept += 1
+        if kept == 0:
+            first = response.entries[0]
+            needed = size - key_sizes[0] + entry_sizes[0]
+            context.set_trailing_metadata(((EntryTooLargeError.TRAILER, str(needed)),))
+            deferring = (
+                f" and the {len(key_sizes) - 1} keys it defers" if len(key_sizes) > 1 else ""
+            )
+            raise EntryTooLargeError(
+                f"key {_key_repr(first.key)}: its value is {len(first.value)} bytes and an "
+                f"answer with it{deferring} {needed} bytes, more than listen.max-message-bytes "
+                f"({limit}) allows; raise listen.max-message-bytes to load it",
+                map_name=map_name,
+            )
+        response.deferred_keys.extend(e.key for e in response.entries[kept:])
+        del response.entries[kept:]
+        log.warning(
+            "Load on map '%s': the answer would exceed listen.max-message-bytes (%d): "
+            "%d entries answered (%d bytes), %d deferred to a further call",
+            map_name,
+            limit,
+            kept,
+            size,
+            len(response.deferred_keys),
+        )
         return response
+
+    @staticmethod
+    def _field_size(length: int) -> int:
+        """Bytes of a length-delimited protobuf field of ``length`` bytes (field number < 16)."""
+        return 1 + (max(length.bit_length(), 1) + 6) // 7 + length
 
     async def _encode_stored(self, map_name: str, stored: StoreEntry) -> EncodedValue | None:
         """A stored value's bytes, or None (reported) when the row cannot be read.

@@ -23,6 +23,10 @@ that span.
 
 Off (the default), none of this is installed: no interceptor, and the hot path
 calls of :class:`Telemetry` return at their first line.
+
+Labels: ``mapName`` is a routed map's name, else :data:`UNROUTED`, so that a
+caller cannot create series by inventing names. Unauthenticated calls are
+never seen here: the server puts the token check before this interceptor.
 """
 
 from __future__ import annotations
@@ -136,6 +140,9 @@ _CODEC_KINDS: Final[Mapping[type[SidecarError], str]] = {
 }
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
+
+#: The ``mapName`` label of a call on a map that matches no route (the name is the caller's).
+UNROUTED: Final = "(unrouted)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +280,7 @@ class Telemetry:
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
         self._log_filter: _TraceIds | None = None
+        self._store_type: Callable[[str], str] | None = None
         self.metrics_address: str | None = None
 
     @classmethod
@@ -415,15 +423,29 @@ class Telemetry:
     def server_interceptors(self, store_type: Callable[[str], str]) -> list[Any]:
         """The interceptors the gRPC server needs (none when telemetry is off).
 
-        ``store_type`` maps a map name to its store kind (``event``, ``view``).
+        ``store_type`` maps a map name to its store kind (``event``, ``view``) and
+        raises :class:`SidecarError` for a map that matches no route; metrics label
+        such a map :data:`UNROUTED`.
         """
         if not self.enabled:
             return []
+        self._store_type = store_type
         return [_ServerTelemetry(self, store_type)]
+
+    def map_label(self, map_name: str) -> str:
+        """The ``mapName`` label of ``map_name``: itself when routed, else :data:`UNROUTED`."""
+        if self._store_type is None:
+            return map_name
+        try:
+            self._store_type(map_name)
+        except SidecarError:
+            return UNROUTED
+        return map_name
 
     @contextlib.contextmanager
     def _serve(self, method: str, request: Any, metadata: Any) -> Iterator[_Call]:
-        map_name = getattr(request, "map_name", "")
+        requested = getattr(request, "map_name", "")
+        map_name = self.map_label(requested)
         operation = _operation(method, request)
         parent: Context | None = None
         if self.tracing:
@@ -433,7 +455,7 @@ class Telemetry:
             "rpc.system": "grpc",
             "rpc.service": SERVICE,
             "rpc.method": method,
-            "hazelcast.map.name": map_name,
+            "hazelcast.map.name": requested,
             "hazelcast.operation": operation,
         }
         in_flight = {"method": method}
@@ -562,18 +584,20 @@ class Telemetry:
             return
         for error_type, kind in _CODEC_KINDS.items():
             if isinstance(exc, error_type):
-                self.instruments.codec_errors.add(1, {"mapName": map_name, "kind": kind})
+                self.instruments.codec_errors.add(
+                    1, {"mapName": self.map_label(map_name), "kind": kind}
+                )
                 return
 
     def unreadable_row(self, map_name: str) -> None:
         """The unreadable-row hook (:data:`sidecar.unreadable.UnreadableCounter`)."""
         if self.metering:
-            self.instruments.unreadable_rows.add(1, {"mapName": map_name})
+            self.instruments.unreadable_rows.add(1, {"mapName": self.map_label(map_name)})
 
     def dead_lettered(self, map_name: str) -> None:
         """The dead-letter hook (:data:`sidecar.deadletter.DeadLetterCounter`)."""
         if self.metering:
-            self.instruments.dead_lettered.add(1, {"mapName": map_name})
+            self.instruments.dead_lettered.add(1, {"mapName": self.map_label(map_name)})
 
 
 def _operation(method: str, request: Any) -> str:
@@ -668,7 +692,11 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         yield item
                 except BaseException as exc:
                     telemetry.instruments.errors.add(
-                        1, {"mapName": request.map_name, "operation": _operation(method, request)}
+                        1,
+                        {
+                            "mapName": telemetry.map_label(request.map_name),
+                            "operation": _operation(method, request),
+                        },
                     )
                     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                     raise
