@@ -148,5 +148,35 @@ class AllKindsSerializer(CompactSerializer[AllKinds]):
         return AllKinds
 
 
+@dataclasses.dataclass
+class Node:
+    depth: int
+    next: Node | None
+
+
+class NodeSerializer(CompactSerializer[Node]):
+    def read(self, reader: CompactReader) -> Node:
+        return Node(reader.read_int32("depth"), reader.read_compact("next"))
+
+    def write(self, writer: CompactWriter, obj: Node) -> None:
+        writer.write_int32("depth", obj.depth)
+        writer.write_compact("next", obj.next)
+
+    def get_type_name(self) -> str:
+        return "Node"
+
+    def get_class(self) -> type[Node]:
+        return Node
+
+
+def chain(length: int) -> Node:
+    """A linked list of ``length`` records (deeper than 64: dead-lettered by default)."""
+    node = None
+    for depth in range(length):
+        node = Node(depth, node)
+    assert node is not None
+    return node
+
+
 def serializers() -> list[CompactSerializer[Any]]:
     return [OrderEventSerializer(), AddressSerializer(), AllKindsSerializer()]

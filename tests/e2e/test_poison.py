@@ -10,16 +10,15 @@ bytes. Raising the limit and running ``hz-sidecar dlq replay`` then stores it.
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import time
 from typing import Any
 
 import pytest
 import yaml
-from hazelcast.serialization.api import CompactReader, CompactSerializer, CompactWriter
 
 from tests.e2e.conftest import Deployment, map_store_block, wait_until
+from tests.e2e.model import NodeSerializer, chain
 from tests.e2e.test_member import Factory
 from tests.system.conftest import sidecar_command
 
@@ -27,35 +26,6 @@ pytestmark = pytest.mark.e2e
 
 GOOD = 200
 POISON_DEPTH = 100
-
-
-@dataclasses.dataclass
-class Node:
-    depth: int
-    next: Node | None
-
-
-class NodeSerializer(CompactSerializer[Node]):
-    def read(self, reader: CompactReader) -> Node:
-        return Node(reader.read_int32("depth"), reader.read_compact("next"))
-
-    def write(self, writer: CompactWriter, obj: Node) -> None:
-        writer.write_int32("depth", obj.depth)
-        writer.write_compact("next", obj.next)
-
-    def get_type_name(self) -> str:
-        return "Node"
-
-    def get_class(self) -> type[Node]:
-        return Node
-
-
-def chain(length: int) -> Node:
-    node = None
-    for depth in range(length):
-        node = Node(depth, node)
-    assert node is not None
-    return node
 
 
 def poison_maps(address: str) -> dict[str, Any]:

@@ -49,6 +49,8 @@ class SidecarProcess:
         self.log_path = workdir / "sidecar.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.channel: grpc.Channel | None = None
+        #: The PostgreSQL DSN of its store, when it has one (set by the fixtures).
+        self.dsn: str | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
@@ -138,6 +140,24 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SidecarP
         request.addfinalizer(lambda: shutil.rmtree(sock_dir, ignore_errors=True))
         address = f"unix://{sock_dir}/sidecar.sock"
     process = SidecarProcess(tmp_path, sqlite_config(tmp_path, address))
+    process.start()
+    yield process
+    process.stop(signal.SIGKILL)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sidecar_on_each_provider(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[SidecarProcess]:
+    """A sidecar on TCP, on SQLite and on a real PostgreSQL server (a fresh database each);
+    ``.dsn`` is the database's DSN, None on SQLite."""
+    config = sqlite_config(tmp_path, f"127.0.0.1:{free_port()}")
+    dsn = None
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("fresh_database")
+        config["provider"] = {"name": "postgres", "settings": {"dsn": dsn}}
+    process = SidecarProcess(tmp_path, config)
+    process.dsn = dsn
     process.start()
     yield process
     process.stop(signal.SIGKILL)

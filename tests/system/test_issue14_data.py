@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,9 @@ def data(obj: object) -> bytes:
     return CLIENT.to_bytes(obj)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SidecarProcess]:
-    config = sqlite_config(tmp_path, f"127.0.0.1:{free_port()}")
-    if request.param == "postgres":
-        dsn = request.getfixturevalue("fresh_database")
-        config["provider"] = {"name": "postgres", "settings": {"dsn": dsn}}
-    process = SidecarProcess(tmp_path, config)
-    process.dsn = config["provider"]["settings"].get("dsn")  # type: ignore[attr-defined]
-    process.start()
-    yield process
-    process.stop(signal.SIGKILL)
+@pytest.fixture
+def sidecar(sidecar_on_each_provider: SidecarProcess) -> SidecarProcess:
+    return sidecar_on_each_provider
 
 
 def store(sidecar: SidecarProcess, map_name: str, entries: list[tuple[bytes, bytes]]) -> list[int]:
@@ -65,7 +56,7 @@ def load(sidecar: SidecarProcess, map_name: str, keys: list[bytes]) -> dict[byte
 
 
 def execute(sidecar: SidecarProcess, workdir: Path, statement: str, *params: object) -> None:
-    dsn = getattr(sidecar, "dsn", None)
+    dsn = sidecar.dsn
     if dsn is None:
         with sqlite3.connect(workdir / "data" / "store.db") as conn:
             conn.execute(statement, params)

@@ -8,55 +8,21 @@ the sidecar refuses to decode; the operator then raises the limit and replays.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import signal
 import struct
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hazelcast.serialization.api import CompactReader, CompactSerializer, CompactWriter
 
 from hzsidecar.v1 import mapstore_pb2 as pb
+from tests.e2e.model import Node, NodeSerializer, chain
 from tests.hzclient import ClientSerialization
-from tests.system.conftest import SidecarProcess, free_port, sidecar_command, sqlite_config
+from tests.system.conftest import SidecarProcess, sidecar_command
 
 WRITTEN, DEAD_LETTERED = pb.ENTRY_STATUS_WRITTEN, pb.ENTRY_STATUS_DEAD_LETTERED
 VIEW, EVENTS = "Chains_VIEW", "Chains_ES"
-
-
-@dataclasses.dataclass
-class Node:
-    depth: int
-    next: Node | None
-
-
-class NodeSerializer(CompactSerializer[Node]):
-    def read(self, reader: CompactReader) -> Node:
-        return Node(reader.read_int32("depth"), reader.read_compact("next"))
-
-    def write(self, writer: CompactWriter, obj: Node) -> None:
-        writer.write_int32("depth", obj.depth)
-        writer.write_compact("next", obj.next)
-
-    def get_type_name(self) -> str:
-        return "Node"
-
-    def get_class(self) -> type[Node]:
-        return Node
-
-
-def chain(length: int) -> Node:
-    """A linked list ``length`` records deep (more than 64: dead-lettered by default)."""
-    node = None
-    for depth in range(length):
-        node = Node(depth, node)
-    assert node is not None
-    return node
 
 
 CLIENT = ClientSerialization([NodeSerializer()])
@@ -68,16 +34,9 @@ def key(text: str) -> bytes:
     return CLIENT.to_bytes(text)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SidecarProcess]:
-    config = sqlite_config(tmp_path, f"127.0.0.1:{free_port()}")
-    if request.param == "postgres":
-        dsn = request.getfixturevalue("fresh_database")
-        config["provider"] = {"name": "postgres", "settings": {"dsn": dsn}}
-    process = SidecarProcess(tmp_path, config)
-    process.start()
-    yield process
-    process.stop(signal.SIGKILL)
+@pytest.fixture
+def sidecar(sidecar_on_each_provider: SidecarProcess) -> SidecarProcess:
+    return sidecar_on_each_provider
 
 
 def store(sidecar: SidecarProcess, map_name: str, name: str, value: bytes | Node) -> int:
