@@ -273,11 +273,7 @@ async def _replay_one(
         return ReplayOutcome(
             letter, Verdict.SKIPPED_NO_ROW, "deleted since, or never stored; letter kept"
         )
-    event = None
-    if route.kind is StoreKind.EVENT:
-        event = route.event_columns(key.stored.text, value.fields, key.fields)
-    entry = StoreEntry(key=key.stored, value=value.stored, event=event)
-    await provider.store(letter.map_name, route.kind, [entry])
+    await provider.store(letter.map_name, route.kind, [route.store_entry(key, value)])
     await provider.delete_dead_letters([letter.id])
     return ReplayOutcome(letter, Verdict.STORED)
 

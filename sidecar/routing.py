@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
-from sidecar.codec.data import default_java_key_text, reference_key_text
+from sidecar.codec.data import (
+    DecodedKey,
+    DecodedValue,
+    default_java_key_text,
+    java_fields,
+    reference_key_text,
+)
 from sidecar.codec.javaser import CLASS_KEY
 from sidecar.codec.temporal import LocalDateTime, OffsetDateTime
 from sidecar.config import (
@@ -27,7 +33,7 @@ from sidecar.config import (
     template_fields,
 )
 from sidecar.errors import DecodeError, KeyTemplateError, UnroutedMapError
-from sidecar.providers.base import EventColumns, StoreKind
+from sidecar.providers.base import EventColumns, StoreEntry, StoreKind
 
 T = TypeVar("T")
 
@@ -44,6 +50,8 @@ class Route:
     columns: EventColumnsConfig
     key_pattern: re.Pattern[str] | None
     key_template: str | None = None
+    #: The field names ``key_template`` names, parsed once.
+    template_names: tuple[str, ...] = ()
 
     def java_key_text(self, document: Mapping[str, object]) -> str:
         """The stored text of a Java-serialized key of this map (see :mod:`sidecar.codec.data`).
@@ -55,21 +63,30 @@ class Route:
         Raises:
             KeyTemplateError: the key lacks a field the template names.
         """
+        if self.key_template is None:
+            return default_java_key_text(document)
         reference = reference_key_text(document)
-        if reference is not None or self.key_template is None:
-            return reference if reference is not None else default_java_key_text(document)
+        if reference is not None:
+            return reference
         values: dict[str, str] = {}
-        for name in template_fields(self.key_template):
+        for name in self.template_names:
             value = document.get(name)
             if name not in document or isinstance(value, dict | list):
                 raise KeyTemplateError(
                     f"key of class {document.get(CLASS_KEY)!r} has no scalar field {name!r} "
                     f"for the route's key-template {self.key_template!r} (its fields: "
-                    f"{', '.join(sorted(k for k in document if not k.startswith('@')))})",
+                    f"{', '.join(sorted(java_fields(document)))})",
                     map_name=self.map_name,
                 )
             values[name] = "null" if value is None else _scalar_text(value)
         return self.key_template.format_map(values)
+
+    def store_entry(self, key: DecodedKey, value: DecodedValue) -> StoreEntry:
+        """The row of one decoded entry: event columns filled for an event map."""
+        event = None
+        if self.kind is StoreKind.EVENT:
+            event = self.event_columns(key.stored.text, value.fields, key.fields)
+        return StoreEntry(key=key.stored, value=value.stored, event=event)
 
     def event_columns(
         self,
@@ -228,4 +245,5 @@ class Router:
             columns=rule.event_columns,
             key_pattern=pattern,
             key_template=rule.key_template,
+            template_names=template_fields(rule.key_template) if rule.key_template else (),
         )

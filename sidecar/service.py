@@ -35,7 +35,7 @@ from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from sidecar.admission import Admission
 from sidecar.batching import GroupCommit, Writer
 from sidecar.cluster_check import check_cluster_size
-from sidecar.codec import DataCodec, DecodedKey, DecodedValue, EncodedValue, SchemaRegistry
+from sidecar.codec import DataCodec, EncodedValue, SchemaRegistry
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH
 from sidecar.config import InitialLoadMode, OnPoison
 from sidecar.deadletter import DeadLetterCounter, PoisonEntries, count_nothing
@@ -368,7 +368,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 f"cannot be decoded: {exc}"
             )
             return poison.add(request.map_name, index, entry.key, entry.value, message)
-        return (key.stored.text, key.stored.format), self._store_entry(route, key, decoded)
+        return (key.stored.text, key.stored.format), route.store_entry(key, decoded)
 
     def _write_task(
         self,
@@ -422,13 +422,6 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             )
             for index in chunk:
                 results[index] = failure
-
-    @staticmethod
-    def _store_entry(route: Route, key: DecodedKey, decoded: DecodedValue) -> StoreEntry:
-        event = None
-        if route.kind is StoreKind.EVENT:
-            event = route.event_columns(key.stored.text, decoded.fields, key.fields)
-        return StoreEntry(key=key.stored, value=decoded.stored, event=event)
 
     # -- Delete --------------------------------------------------------------------
 

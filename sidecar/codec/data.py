@@ -137,6 +137,19 @@ def reference_key_text(document: Mapping[str, object]) -> str | None:
     return f"seq:{sequence}|key:{partition_key}"
 
 
+def java_fields(document: Mapping[str, object]) -> dict[str, object]:
+    """The fields of a Java document: everything but its ``@`` entries (class, bytes...)."""
+    return {k: v for k, v in document.items() if not k.startswith("@")}
+
+
+def reference_key_parts(text: str) -> tuple[int, str] | None:
+    """(sequence, partitionKey) of a ``seq:{sequence}|key:{partitionKey}`` text, else None."""
+    match = _REFERENCE_EVENT_KEY.fullmatch(text)
+    if match is None or not -(2**63) <= int(match[1]) < 2**63:
+        return None
+    return int(match[1]), match[2]
+
+
 def default_java_key_text(document: Mapping[str, object]) -> str:
     """The reference's text for its event keys, else the document as compact JSON."""
     text = reference_key_text(document)
@@ -281,8 +294,7 @@ class DataCodec:
         if document is not None:
             text = (key_text or default_java_key_text)(document)
             if _storable(text):
-                fields = {k: v for k, v in document.items() if not k.startswith("@")}
-                return DecodedKey(StoredKey(text, JAVA_FORMAT, data), fields)
+                return DecodedKey(StoredKey(text, JAVA_FORMAT, data), java_fields(document))
         try:
             fmt, value = self._scalar(data, type_id)
         except _Opaque:
@@ -305,8 +317,8 @@ class DataCodec:
             return StoredKey(key.text, "") if key.format == "string" else key
         if key.format != JAVA_FORMAT or key.data is None:
             return key
-        match = _REFERENCE_EVENT_KEY.fullmatch(key.text)
-        if match is None or partitioned_sequence_key_data(int(match[1]), match[2]) != key.data:
+        parts = reference_key_parts(key.text)
+        if parts is None or partitioned_sequence_key_data(*parts) != key.data:
             return key
         return StoredKey(key.text, "")
 
@@ -328,14 +340,13 @@ class DataCodec:
             return key
         if kind is StoreKind.VIEW:
             return StoredKey(key.text, "string")
-        match = _REFERENCE_EVENT_KEY.fullmatch(key.text)
-        if match is None or not -(2**63) <= int(match[1]) < 2**63:
+        parts = reference_key_parts(key.text)
+        if parts is None:
             raise DecodeError(
                 f"event key {key.text!r} has no key format and is not the reference "
                 "framework's 'seq:{sequence}|key:{partitionKey}'"
             )
-        data = partitioned_sequence_key_data(int(match[1]), match[2])
-        return StoredKey(key.text, JAVA_FORMAT, data)
+        return StoredKey(key.text, JAVA_FORMAT, partitioned_sequence_key_data(*parts))
 
     def encode_key(self, key: StoredKey) -> bytes:
         """The ``Data`` bytes of a stored key.
@@ -404,7 +415,7 @@ class DataCodec:
             return DecodedValue(stored, ids, record)
         document = _java_document(data, type_id)
         if document is not None:
-            fields = {k: v for k, v in document.items() if not k.startswith("@")}
+            fields = java_fields(document)
             document[JAVA_DATA_KEY] = base64.b64encode(data).decode("ascii")
             text = dumps(document)
             if _storable(text):

@@ -846,11 +846,13 @@ class PostgresProvider(Provider):
             " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int8[])"
             " ON CONFLICT (map_name, key_text, key_format) DO NOTHING"
         ).format(table=self._unreadable_table)
+        # Recorded under the text and format its row has (a key holding NUL is escaped).
+        keys = [_pg_key(StoredKey(r.key_text, r.key_format)) for r in rows]
         params = (
             [r.map_name for r in rows],
-            [_without_nul(r.key_text) for r in rows],
-            [_without_nul(r.key_format) for r in rows],
-            [_without_nul(r.error) for r in rows],
+            [text for text, _ in keys],
+            [fmt for _, fmt in keys],
+            [_readable(r.error) for r in rows],
             _int8s([r.seen_at_millis for r in rows]),
         )
 
@@ -991,11 +993,6 @@ def _int8s(values: Sequence[int | None]) -> list[int | None]:
 
 def _texts(values: Sequence[str | None]) -> list[str | None]:
     return list(values)
-
-
-def _without_nul(text: str) -> str:
-    # PostgreSQL text refuses NUL; a record of an unreadable row shows it escaped.
-    return text.replace("\x00", "\\u0000")
 
 
 #: The format suffix of a key whose text holds NUL, escaped in PostgreSQL (see _pg_key).

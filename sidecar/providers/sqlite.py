@@ -449,15 +449,7 @@ class SQLiteProvider(Provider):
                 f" AND ({key_col}, key_format) IN (VALUES {marks})",
                 (map_name, *(part for pair in chunk for part in pair)),
             ).fetchall()
-            found.extend(
-                StoreEntry(
-                    key=StoredKey(row[0], row[1] or "", _blob(row[2])),
-                    value=StoredValue(
-                        format=row[4] or "", document=row[3], type_name=row[5], schema_id=row[6]
-                    ),
-                )
-                for row in rows
-            )
+            found.extend(_row_entry(row) for row in rows)
         return found
 
     async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
@@ -578,7 +570,7 @@ class SQLiteProvider(Provider):
             f" ORDER BY {map_col}, {key_col}, key_format LIMIT ?",
             (map_name, map_name, after_map, after_map, after_key, after_format, limit),
         )
-        return [(row[0], _row_entry(row[1:], kind)) for row in rows]
+        return [(row[0], _row_entry(row[1:])) for row in rows]
 
     async def rewrite_rows(self, kind: StoreKind, rows: Sequence[tuple[str, StoreEntry]]) -> int:
         table, map_col, key_col, data_col = _TABLES[kind]
@@ -651,9 +643,12 @@ def _blob(value: bytes | None) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def _row_entry(row: Sequence[Any], kind: StoreKind) -> StoreEntry:
-    """(key, key format, key data, document, value format, type name, schema id, [event])."""
-    event = EventColumns(*row[7:12]) if kind is StoreKind.EVENT else None
+def _row_entry(row: Sequence[Any]) -> StoreEntry:
+    """(key, key format, key data, document, value format, type name, schema id, [event]).
+
+    The event columns, when the query selected them, fill ``StoreEntry.event``.
+    """
+    event = EventColumns(*row[7:12]) if len(row) > 7 else None
     return StoreEntry(
         key=StoredKey(row[0], row[1] or "", _blob(row[2])),
         value=StoredValue(row[4] or "", row[3], row[5], row[6]),
