@@ -31,8 +31,9 @@ FACTORY = "io.github.hzsidecar.shim.SidecarMapStoreFactory"
 MEMBER_MAIN = "com.hazelcast.core.server.HazelcastMemberStarter"
 
 
-def require_jars() -> None:
-    missing = [p for p in (SHIM_JAR, HAZELCAST_JAR) if not p.exists()]
+def require_jars(*extra: Path) -> None:
+    """Skip when the Java side (shim, Hazelcast, ``extra``) is not built; fail under CI."""
+    missing = [p for p in (SHIM_JAR, HAZELCAST_JAR, *extra) if not p.exists()]
     if missing:
         message = f"run `make shim` first: missing {', '.join(str(p) for p in missing)}"
         if os.environ.get("CI") == "true":
@@ -187,14 +188,16 @@ class Deployment:
         self.clients: list[hazelcast.HazelcastClient] = []
 
     def query(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Run SQL on the store; write it with ``?`` placeholders and ``json(col, 'field')``."""
+        """Run SQL on the store (rows, or [] for a statement that returns none); write it
+        with ``?`` placeholders and ``json(col, 'field')``."""
         if self.dsn is None:
             statement = re.sub(r"json\((\w+), '(\w+)'\)", r"json_extract(\1, '$.\2')", statement)
             with sqlite3.connect(self.workdir / "data" / "store.db") as conn:
                 return conn.execute(statement, params).fetchall()
         statement = re.sub(r"json\((\w+), '(\w+)'\)", r"(\1->'\2')", statement)
         with psycopg.connect(self.dsn) as conn:
-            rows = conn.execute(statement.replace("?", "%s"), params).fetchall()
+            cur = conn.execute(statement.replace("?", "%s"), params)
+            rows = cur.fetchall() if cur.description is not None else []
         return [tuple(row) for row in rows]
 
     def start_member(self, properties: dict[str, Any] | None = None) -> Member:

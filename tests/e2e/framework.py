@@ -13,9 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.conftest import HAZELCAST_JAR, ROOT, Member
+from tests.e2e.conftest import HAZELCAST_JAR, ROOT, Member, require_jars
 
 FRAMEWORK_JAR = ROOT / "tests" / "java" / "framework-shapes" / "target" / "framework-shapes.jar"
 DRIVER_MAIN = "io.github.hzsidecar.framework.FrameworkDriver"
@@ -28,12 +26,7 @@ USAGE = 2
 
 def require_framework_jar() -> None:
     """Skip when the Java side is not built; under CI a missing jar is a failure instead."""
-    missing = [p for p in (FRAMEWORK_JAR, HAZELCAST_JAR) if not p.exists()]
-    if missing:
-        message = f"run `make shim` first: missing {', '.join(str(p) for p in missing)}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_jars(FRAMEWORK_JAR)
 
 
 def event_key(i: int, aggregates: int = 10) -> dict[str, Any]:

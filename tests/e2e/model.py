@@ -46,8 +46,10 @@ class OrderEventSerializer(CompactSerializer[OrderEvent]):
         return OrderEvent
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Address:
+    """Also a key (hashable, as keys are in the client)."""
+
     city: str
     zip: int
 

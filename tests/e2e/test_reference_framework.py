@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.e2e.conftest import Deployment, map_store_block, require_jars, wait_until
+from tests.e2e.conftest import Deployment, map_store_block, wait_until
 from tests.e2e.framework import (
     FIRST_SEQUENCE,
     FRAMEWORK_JAR,
@@ -57,7 +55,6 @@ Factory = Callable[[], tuple[Deployment, FrameworkDriver]]
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def framework_deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    require_jars()
     require_framework_jar()
     dsn = request.getfixturevalue("fresh_database") if request.param == "postgres" else None
     made: list[Deployment] = []
@@ -79,16 +76,6 @@ def restart_member(deployment: Deployment) -> FrameworkDriver:
     assert deployment.member is not None
     assert deployment.member.stop() in (0, 143)
     return FrameworkDriver.of(deployment.start_member())
-
-
-def execute(deployment: Deployment, statement: str, *params: Any) -> None:
-    """Run one statement that returns no rows on the deployment's store (``?`` placeholders)."""
-    if deployment.dsn is None:
-        with sqlite3.connect(deployment.workdir / "data" / "store.db") as conn:
-            conn.execute(statement, params)
-        return
-    with psycopg.connect(deployment.dsn) as conn:
-        conn.execute(statement.replace("?", "%s"), params)
 
 
 def assert_clean_sidecar_log(deployment: Deployment) -> None:
@@ -218,8 +205,7 @@ def insert_framework_rows(
 ) -> None:
     """Insert rows exactly as the framework's PostgreSQL persistence did: no sidecar columns."""
     for map_key, columns, document in events:
-        execute(
-            deployment,
+        deployment.query(
             "INSERT INTO domain_events (map_name, map_key, aggregate_id, sequence, event_type,"
             " event_data, timestamp_millis, correlation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             "Customer_ES",
@@ -232,8 +218,7 @@ def insert_framework_rows(
             columns["correlation_id"],
         )
     for view_key_text, document in views.items():
-        execute(
-            deployment,
+        deployment.query(
             "INSERT INTO domain_views (view_name, view_key, view_data, last_updated_millis)"
             " VALUES (?, ?, ?, ?)",
             "Customer_VIEW",
@@ -316,8 +301,7 @@ def test_a_row_that_cannot_be_read_is_skipped_listed_and_the_rest_loads(
     deployment, driver = framework_deployment()
     driver.put_views("Customer_VIEW", 50)
     broken = "{not json" if deployment.dsn is None else '{"_schemaType": "X"}'
-    execute(
-        deployment,
+    deployment.query(
         "INSERT INTO domain_views (view_name, view_key, key_format, view_data, value_format,"
         " last_updated_millis) VALUES (?, ?, ?, ?, ?, ?)",
         "Customer_VIEW",
@@ -327,8 +311,7 @@ def test_a_row_that_cannot_be_read_is_skipped_listed_and_the_rest_loads(
         "compact",
         0,
     )
-    execute(
-        deployment,
+    deployment.query(
         "INSERT INTO domain_views (view_name, view_key, view_data, last_updated_millis)"
         " VALUES (?, ?, ?, ?)",
         "Customer_VIEW",

@@ -8,7 +8,6 @@ a real member, with the sidecar killed and restarted while the queue flushes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import time
@@ -20,37 +19,14 @@ from typing import Any
 import hazelcast
 import pytest
 from hazelcast.config import IntType
-from hazelcast.serialization.api import CompactReader, CompactSerializer, CompactWriter
 
 from tests.e2e.conftest import wait_until
+from tests.e2e.model import Address, AddressSerializer
 from tests.faults.conftest import FaultRig, event_maps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 MAP = "Keys_ES"
-
-
-@dataclasses.dataclass(frozen=True)
-class Address:
-    """A Compact key (hashable, as a key must be in the client)."""
-
-    city: str
-    zip: int
-
-
-class AddressSerializer(CompactSerializer[Address]):
-    def read(self, reader: CompactReader) -> Address:
-        return Address(reader.read_string("city") or "", reader.read_int32("zip"))
-
-    def write(self, writer: CompactWriter, obj: Address) -> None:
-        writer.write_string("city", obj.city)
-        writer.write_int32("zip", obj.zip)
-
-    def get_type_name(self) -> str:
-        return "AddressKey"
-
-    def get_class(self) -> type[Address]:
-        return Address
 
 
 def client(rig: FaultRig, int_type: IntType) -> Any:
