@@ -101,6 +101,38 @@ class UnknownSchemaError(SidecarError):
         self.schema_id = schema_id
 
 
+class WriteOrderNeeded(SidecarError):
+    """A Compact record of a schema whose write order is still pending: claim it, then retry.
+
+    Not a :class:`DecodeError`: the bytes (or the document) are fine, the sidecar
+    only has to settle the schema's write order first (see :mod:`sidecar.codec.jsonmap`).
+    ``order`` is the full write order seen in the bytes, to claim with
+    ``Provider.claim_write_order`` and record with ``SchemaRegistry.set_write_order``;
+    None when a document without ``"@order"`` was being encoded: refresh the schemas
+    from the provider (another sidecar claimed the order) and encode again.
+    FAILED_PRECONDITION if it ever reaches the member, which retries.
+    """
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(
+        self, schema_id: int, order: tuple[str, ...] | None, *, map_name: str | None = None
+    ) -> None:
+        if order is None:
+            message = (
+                f"compact schema id {schema_id} has no write order yet: a document without "
+                '"@order" cannot be encoded until it is known (refresh the schemas)'
+            )
+        else:
+            message = (
+                f"compact schema id {schema_id} has no write order yet: claim the order "
+                f"{list(order)} seen in its bytes, then decode again"
+            )
+        super().__init__(message, map_name=map_name)
+        self.schema_id = schema_id
+        self.order = order
+
+
 class KeyTemplateError(SidecarError):
     """A key lacks a field its route's ``key-template`` names: fix the route, the member retries."""
 

@@ -17,6 +17,8 @@ sent and trust the bytes they are given:
   writer (declaration order for the reflective serializer), not in schema order;
   only the offset table is in schema order. The reader records that order
   (:attr:`CompactRecord.write_order`) so the writer can reproduce the bytes.
+  Whether a document has to name it is decided per schema, in
+  :mod:`sidecar.codec.jsonmap`.
 
 Exactness is enforced, not assumed: :func:`decode_compact` re-encodes what it read
 and refuses (DecodeError) a payload that would not come back byte-identical,
@@ -41,6 +43,20 @@ from typing import Any
 from hazelcast.serialization.api import FieldKind
 from hazelcast.serialization.compact import PositionReader
 
+from sidecar.codec.kinds import (
+    BOOL,
+    COMPACT,
+    DATE,
+    DECIMAL,
+    FLOAT_ITEMS,
+    ITEM_STRUCTS,
+    KINDS,
+    NUMBER_ITEMS,
+    STRING,
+    TIME,
+    TIMESTAMP,
+)
+from sidecar.codec.plan import MAX_ORDERS, SchemaPlan, plan_of
 from sidecar.codec.schemas import SchemaRegistry
 from sidecar.codec.temporal import LocalDate, LocalDateTime, LocalTime, OffsetDateTime
 from sidecar.errors import DecodeError
@@ -51,105 +67,18 @@ DEFAULT_MAX_DEPTH = 64
 _UINT8_RANGE: int = PositionReader.UINT8_POSITION_READER_RANGE  # 255
 _UINT16_RANGE: int = PositionReader.UINT16_POSITION_READER_RANGE  # 65535
 
-_I8 = struct.Struct(">b")
 _U8 = struct.Struct(">B")
-_I16 = struct.Struct(">h")
 _U16 = struct.Struct(">H")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
-_F32 = struct.Struct(">f")
-_F64 = struct.Struct(">d")
-_TIME = struct.Struct(">bbbi")
-_DATE = struct.Struct(">ibb")
-_TIMESTAMP = struct.Struct(">ibbbbbi")
-_TIMESTAMP_TZ = struct.Struct(">ibbbbbii")
+_TIME = ITEM_STRUCTS[TIME]
+_DATE = ITEM_STRUCTS[DATE]
+_TIMESTAMP = ITEM_STRUCTS[TIMESTAMP]
+_TIMESTAMP_TZ = ITEM_STRUCTS["timestamp_tz"]
+#: The struct of each number item (a fixed-size field, a nullable one, an array item).
+_NUMBERS: dict[str, struct.Struct] = {item: ITEM_STRUCTS[item] for item in NUMBER_ITEMS}
 
 K = FieldKind
-
-#: Fixed-size fields (besides BOOLEAN, stored as bits) and their struct.
-_FIXED: dict[FieldKind, struct.Struct] = {
-    K.INT8: _I8,
-    K.INT16: _I16,
-    K.INT32: _I32,
-    K.INT64: _I64,
-    K.FLOAT32: _F32,
-    K.FLOAT64: _F64,
-}
-
-#: How one variable-size value (a field or an array item) is encoded.
-_BOOL, _INT8, _INT16, _INT32, _INT64, _FLOAT32, _FLOAT64 = (
-    "b",
-    "i8",
-    "i16",
-    "i32",
-    "i64",
-    "f32",
-    "f64",
-)
-_STRING, _DECIMAL, _TIME_V, _DATE_V, _TS, _TSTZ, _COMPACT = (
-    "string",
-    "decimal",
-    "time",
-    "date",
-    "timestamp",
-    "timestamp_tz",
-    "compact",
-)
-
-#: Single variable-size fields: kind -> value encoding.
-_SINGLE: dict[FieldKind, str] = {
-    K.STRING: _STRING,
-    K.DECIMAL: _DECIMAL,
-    K.TIME: _TIME_V,
-    K.DATE: _DATE_V,
-    K.TIMESTAMP: _TS,
-    K.TIMESTAMP_WITH_TIMEZONE: _TSTZ,
-    K.COMPACT: _COMPACT,
-    K.NULLABLE_BOOLEAN: _BOOL,
-    K.NULLABLE_INT8: _INT8,
-    K.NULLABLE_INT16: _INT16,
-    K.NULLABLE_INT32: _INT32,
-    K.NULLABLE_INT64: _INT64,
-    K.NULLABLE_FLOAT32: _FLOAT32,
-    K.NULLABLE_FLOAT64: _FLOAT64,
-}
-
-#: Arrays of fixed-size items, packed after an int32 count (ARRAY_OF_BOOLEAN is bits).
-_PACKED: dict[FieldKind, tuple[str, int]] = {
-    K.ARRAY_OF_INT8: ("b", 1),
-    K.ARRAY_OF_INT16: ("h", 2),
-    K.ARRAY_OF_INT32: ("i", 4),
-    K.ARRAY_OF_INT64: ("q", 8),
-    K.ARRAY_OF_FLOAT32: ("f", 4),
-    K.ARRAY_OF_FLOAT64: ("d", 8),
-}
-
-#: Arrays of nullable / variable-size items, each with its own offset table.
-_ITEMS: dict[FieldKind, str] = {
-    K.ARRAY_OF_STRING: _STRING,
-    K.ARRAY_OF_DECIMAL: _DECIMAL,
-    K.ARRAY_OF_TIME: _TIME_V,
-    K.ARRAY_OF_DATE: _DATE_V,
-    K.ARRAY_OF_TIMESTAMP: _TS,
-    K.ARRAY_OF_TIMESTAMP_WITH_TIMEZONE: _TSTZ,
-    K.ARRAY_OF_COMPACT: _COMPACT,
-    K.ARRAY_OF_NULLABLE_BOOLEAN: _BOOL,
-    K.ARRAY_OF_NULLABLE_INT8: _INT8,
-    K.ARRAY_OF_NULLABLE_INT16: _INT16,
-    K.ARRAY_OF_NULLABLE_INT32: _INT32,
-    K.ARRAY_OF_NULLABLE_INT64: _INT64,
-    K.ARRAY_OF_NULLABLE_FLOAT32: _FLOAT32,
-    K.ARRAY_OF_NULLABLE_FLOAT64: _FLOAT64,
-}
-
-_SCALAR_STRUCTS: dict[str, struct.Struct] = {
-    _INT8: _I8,
-    _INT16: _I16,
-    _INT32: _I32,
-    _INT64: _I64,
-    _FLOAT32: _F32,
-    _FLOAT64: _F64,
-}
 
 
 @dataclass(slots=True)
@@ -201,84 +130,6 @@ def _entry_format(data_length: int) -> tuple[struct.Struct, int]:
     if data_length < _UINT16_RANGE:
         return _U16, 0xFFFF
     return _I32, -1
-
-
-class _Plan:
-    """A schema's layout compiled once: what each record of that schema does field by field.
-
-    The fixed-size fields (booleans aside) are read and written with one
-    ``struct`` call over the fixed-size section (gaps padded), the offset table
-    with one more, and the variable-size fields are visited in a precomputed
-    list; nothing is looked up per field in the kind tables.
-    """
-
-    __slots__ = (
-        "bool_fields",
-        "bools",
-        "fixed",
-        "fixed_names",
-        "fixed_types",
-        "float_slots",
-        "names",
-        "orders",
-        "scalar_fields",
-        "schema",
-        "tables",
-        "var",
-        "var_fields",
-    )
-
-    def __init__(self, schema: Any) -> None:
-        self.schema = schema
-        self.names: tuple[str, ...] = tuple(f.name for f in schema.fields)
-        fixed = sorted((f for f in schema.fields if f.kind in _FIXED), key=lambda f: f.position)
-        fmt = ">"
-        at = 0
-        for field in fixed:
-            fmt += "x" * (field.position - at) + _FIXED[field.kind].format[-1]
-            at = field.position + _FIXED[field.kind].size
-        self.fixed: struct.Struct | None = struct.Struct(fmt) if fixed else None
-        self.fixed_names: tuple[str, ...] = tuple(f.name for f in fixed)
-        self.fixed_types: tuple[type, ...] = tuple(
-            float if f.kind in _FLOAT_KINDS else int for f in fixed
-        )
-        self.float_slots: tuple[tuple[int, int, int], ...] = tuple(
-            (i, f.position, _FIXED[f.kind].size)
-            for i, f in enumerate(fixed)
-            if f.kind in _FLOAT_KINDS
-        )
-        self.bools: tuple[tuple[str, int, int], ...] = tuple(
-            (f.name, f.position, f.bit_position) for f in schema.fields if f.kind == K.BOOLEAN
-        )
-        self.scalar_fields: tuple[Any, ...] = tuple(
-            f for f in schema.fields if f.kind in _FIXED or f.kind == K.BOOLEAN
-        )
-        self.bool_fields: tuple[Any, ...] = tuple(f for f in schema.fields if f.kind == K.BOOLEAN)
-        var_fields = [f for f in schema.fields if f.kind not in _FIXED and f.kind != K.BOOLEAN]
-        self.var_fields: list[Any] = var_fields
-        self.var: tuple[tuple[str, int, FieldKind], ...] = tuple(
-            (f.name, f.index, f.kind) for f in var_fields
-        )
-        #: Write orders met (a Java class writes one), and the fields in that order.
-        self.orders: dict[tuple[str, ...], list[Any]] = {}
-        count = len(var_fields)
-        self.tables: dict[int, struct.Struct] = {
-            entry.size: struct.Struct(f">{count}{entry.format[-1]}") for entry in (_U8, _U16, _I32)
-        }
-
-
-_PLANS: dict[int, _Plan] = {}
-#: Bound on the write orders a plan remembers (each class writes one; bytes could claim many).
-_MAX_ORDERS = 8
-
-
-def _plan(schema: Any) -> _Plan:
-    """The compiled plan of ``schema`` (cached by schema id; the id is the layout's fingerprint)."""
-    schema_id: int = schema.schema_id
-    plan = _PLANS.get(schema_id)
-    if plan is None or plan.schema is not schema:
-        plan = _PLANS[schema_id] = _Plan(schema)
-    return plan
 
 
 class _Decoding:
@@ -343,7 +194,7 @@ class _Decoding:
             entry, null, data_length = _U8, 0xFF, fix_len
             self.take(data_start, fix_len, end, f"{schema.type_name} fixed-size fields")
 
-        plan = _plan(schema)
+        plan = plan_of(schema)
         fields: dict[str, object] = dict.fromkeys(plan.names)
         if plan.fixed is not None:
             numbers = plan.fixed.unpack_from(buf, data_start)
@@ -392,27 +243,27 @@ class _Decoding:
         return CompactRecord(schema.type_name, schema, fields, write_order)
 
     def var_field(self, kind: FieldKind, pos: int, end: int, depth: int) -> object:
-        single = _SINGLE.get(kind)
-        if single is not None:
-            return self.value(single, pos, end, depth)
+        encoding = KINDS[kind]
+        item = encoding.item
+        if not encoding.array:
+            return self.value(item, pos, end, depth)
         buf = self.buf
-        if kind == K.ARRAY_OF_BOOLEAN:
+        if kind is K.ARRAY_OF_BOOLEAN:
             count = self.count(pos, end)
             start = pos + 4
             self.take(start, (count + 7) // 8, end, f"array of {count} booleans")
             return [bool((buf[start + i // 8] >> (i % 8)) & 1) for i in range(count)]
-        packed = _PACKED.get(kind)
-        if packed is not None:
-            code, size = packed
+        if encoding.packed:
+            number = _NUMBERS[item]
+            code, size = number.format[-1], number.size
             count = self.count(pos, end)
-            self.take(pos + 4, count * size, end, f"array of {count} {kind.name[9:].lower()}")
+            self.take(pos + 4, count * size, end, f"array of {count} {item}")
             values = list(struct.unpack_from(f">{count}{code}", buf, pos + 4))
-            if code in "fd":
-                for index, number in enumerate(values):
-                    if number != number:
+            if item in FLOAT_ITEMS:
+                for index, value in enumerate(values):
+                    if value != value:
                         _check_nan(buf, pos + 4 + index * size, size)
             return values
-        item = _ITEMS[kind]
         self.take(pos, 8, end, "array header")
         data_length, count = struct.unpack_from(">ii", buf, pos)
         if data_length < 0 or count < 0:
@@ -450,19 +301,19 @@ class _Decoding:
             raise DecodeError(f"array length {count} is negative")
         return count
 
-    def value(self, encoding: str, pos: int, end: int, depth: int) -> object:
+    def value(self, item: str, pos: int, end: int, depth: int) -> object:
         buf = self.buf
-        scalar = _SCALAR_STRUCTS.get(encoding)
+        scalar = _NUMBERS.get(item)
         if scalar is not None:
-            self.take(pos, scalar.size, end, encoding)
+            self.take(pos, scalar.size, end, item)
             number = scalar.unpack_from(buf, pos)[0]
             if number != number:
                 _check_nan(buf, pos, scalar.size)
             return number
-        if encoding == _BOOL:
+        if item == BOOL:
             self.take(pos, 1, end, "boolean")
             return buf[pos] != 0
-        if encoding == _STRING:
+        if item == STRING:
             self.take(pos, 4, end, "string length")
             length: int = _I32.unpack_from(buf, pos)[0]
             if length < 0:
@@ -474,9 +325,9 @@ class _Decoding:
                 raise DecodeError(
                     f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})"
                 ) from None
-        if encoding == _COMPACT:
+        if item == COMPACT:
             return self.record(pos, end, depth + 1)
-        if encoding == _DECIMAL:
+        if item == DECIMAL:
             self.take(pos, 4, end, "decimal length")
             length = _I32.unpack_from(buf, pos)[0]
             if length <= 0:
@@ -486,13 +337,13 @@ class _Decoding:
             scale: int = _I32.unpack_from(buf, pos + 4 + length)[0]
             sign, digits, _ = decimal.Decimal(unscaled).as_tuple()
             return decimal.Decimal((sign, digits, -scale))
-        if encoding == _TIME_V:
+        if item == TIME:
             self.take(pos, _TIME.size, end, "time")
             return LocalTime(*_TIME.unpack_from(buf, pos))
-        if encoding == _DATE_V:
+        if item == DATE:
             self.take(pos, _DATE.size, end, "date")
             return LocalDate(*_DATE.unpack_from(buf, pos))
-        if encoding == _TS:
+        if item == TIMESTAMP:
             self.take(pos, _TIMESTAMP.size, end, "timestamp")
             y, mo, d, h, mi, s, n = _TIMESTAMP.unpack_from(buf, pos)
             return LocalDateTime(LocalDate(y, mo, d), LocalTime(h, mi, s, n))
@@ -538,7 +389,7 @@ class _Encoding:
                 f"{schema.type_name}: fields do not match the schema "
                 f"(missing {missing}, unknown {extra})"
             )
-        plan = _plan(schema)
+        plan = plan_of(schema)
         scalar_fields = plan.scalar_fields
         if plan.fixed is not None:
             numbers = [values[name] for name in plan.fixed_names]
@@ -558,21 +409,14 @@ class _Encoding:
                     if value:
                         out[data_start + field.position] |= 1 << field.bit_position
                     continue
-                fixed = _FIXED.get(kind)
-                if fixed is not None:
-                    _check_number(kind, value)
-                    fixed.pack_into(out, data_start + field.position, value)
-                    continue
+                item = KINDS[kind].item
+                _check_number(item, value)
+                _NUMBERS[item].pack_into(out, data_start + field.position, value)
             except (TypeError, ValueError, OverflowError, struct.error) as exc:
                 raise DecodeError(f"{schema.type_name}.{field.name}: {exc}") from None
         var_fields = plan.var_fields
         if record.write_order is not None:
-            ordered = plan.orders.get(record.write_order)
-            if ordered is None:
-                ordered = _ordered(schema, var_fields, record.write_order)
-                if len(plan.orders) < _MAX_ORDERS:
-                    plan.orders[record.write_order] = ordered
-            var_fields = ordered
+            var_fields = plan.orders.get(record.write_order) or _ordered(plan, record.write_order)
         positions = [-1] * var_count
         for field in var_fields:
             value = values[field.name]
@@ -602,14 +446,15 @@ class _Encoding:
         )
 
     def var_field(self, kind: FieldKind, value: object, depth: int) -> None:
-        single = _SINGLE.get(kind)
-        if single is not None:
-            self.value(single, value, depth)
+        encoding = KINDS[kind]
+        item = encoding.item
+        if not encoding.array:
+            self.value(item, value, depth)
             return
         if not isinstance(value, list):
             raise TypeError(f"expected a list, got {type(value).__name__}")
         out = self.out
-        if kind == K.ARRAY_OF_BOOLEAN:
+        if kind is K.ARRAY_OF_BOOLEAN:
             out += _I32.pack(len(value))
             bits = bytearray((len(value) + 7) // 8)
             for i, item in enumerate(value):
@@ -619,26 +464,22 @@ class _Encoding:
                     bits[i // 8] |= 1 << (i % 8)
             out += bits
             return
-        packed = _PACKED.get(kind)
-        if packed is not None:
-            code, _ = packed
-            item_kind = _ARRAY_ITEM_KIND[kind]
-            for item in value:
-                _check_number(item_kind, item)
+        if encoding.packed:
+            for number in value:
+                _check_number(item, number)
             out += _I32.pack(len(value))
-            out += struct.pack(f">{len(value)}{code}", *value)
+            out += struct.pack(f">{len(value)}{_NUMBERS[item].format[-1]}", *value)
             return
-        encoding = _ITEMS[kind]
         header = len(out)
         out += bytes(8)
         start = len(out)
         positions = [-1] * len(value)
-        for index, item in enumerate(value):
-            if item is None:
+        for index, element in enumerate(value):
+            if element is None:
                 continue
             positions[index] = len(out) - start
             try:
-                self.value(encoding, item, depth)
+                self.value(item, element, depth)
             except (TypeError, ValueError, OverflowError, struct.error, AttributeError) as exc:
                 raise DecodeError(f"[{index}]: {exc}") from None
             except DecodeError as exc:
@@ -647,17 +488,17 @@ class _Encoding:
         struct.pack_into(">ii", out, header, data_length, len(value))
         self.positions(data_length, positions)
 
-    def value(self, encoding: str, value: object, depth: int) -> None:
+    def value(self, item: str, value: object, depth: int) -> None:
         out = self.out
-        scalar = _SCALAR_STRUCTS.get(encoding)
+        scalar = _NUMBERS.get(item)
         if scalar is not None:
-            _check_number(_ENCODING_KIND[encoding], value)
+            _check_number(item, value)
             out += scalar.pack(value)
-        elif encoding == _BOOL:
+        elif item == BOOL:
             if not isinstance(value, bool):
                 raise TypeError(f"expected a boolean, got {type(value).__name__}")
             out.append(1 if value else 0)
-        elif encoding == _STRING:
+        elif item == STRING:
             if not isinstance(value, str):
                 raise TypeError(f"expected a string, got {type(value).__name__}")
             try:
@@ -666,11 +507,11 @@ class _Encoding:
                 raise ValueError(f"string cannot be encoded as UTF-8 ({exc.reason})") from None
             out += _I32.pack(len(data))
             out += data
-        elif encoding == _COMPACT:
+        elif item == COMPACT:
             if not isinstance(value, CompactRecord):
                 raise TypeError(f"expected a compact record, got {type(value).__name__}")
             self.record(value, depth + 1)
-        elif encoding == _DECIMAL:
+        elif item == DECIMAL:
             unscaled, scale = decimal_parts(value)
             data = unscaled.to_bytes(
                 (8 + (unscaled + (unscaled < 0)).bit_length()) // 8, "big", signed=True
@@ -678,15 +519,15 @@ class _Encoding:
             out += _I32.pack(len(data))
             out += data
             out += _I32.pack(scale)
-        elif encoding == _TIME_V:
+        elif item == TIME:
             if not isinstance(value, LocalTime):
                 raise TypeError(f"expected a LocalTime, got {type(value).__name__}")
             out += _TIME.pack(value.hour, value.minute, value.second, value.nano)
-        elif encoding == _DATE_V:
+        elif item == DATE:
             if not isinstance(value, LocalDate):
                 raise TypeError(f"expected a LocalDate, got {type(value).__name__}")
             out += _DATE.pack(value.year, value.month, value.day)
-        elif encoding == _TS:
+        elif item == TIMESTAMP:
             if not isinstance(value, LocalDateTime):
                 raise TypeError(f"expected a LocalDateTime, got {type(value).__name__}")
             out += _TIMESTAMP.pack(*_datetime_parts(value))
@@ -696,28 +537,9 @@ class _Encoding:
             out += _TIMESTAMP_TZ.pack(*_datetime_parts(value.datetime), value.offset_seconds)
 
 
-_ARRAY_ITEM_KIND: dict[FieldKind, FieldKind] = {
-    K.ARRAY_OF_INT8: K.INT8,
-    K.ARRAY_OF_INT16: K.INT16,
-    K.ARRAY_OF_INT32: K.INT32,
-    K.ARRAY_OF_INT64: K.INT64,
-    K.ARRAY_OF_FLOAT32: K.FLOAT32,
-    K.ARRAY_OF_FLOAT64: K.FLOAT64,
-}
-_ENCODING_KIND: dict[str, FieldKind] = {
-    _INT8: K.INT8,
-    _INT16: K.INT16,
-    _INT32: K.INT32,
-    _INT64: K.INT64,
-    _FLOAT32: K.FLOAT32,
-    _FLOAT64: K.FLOAT64,
-}
-_FLOAT_KINDS = frozenset({K.FLOAT32, K.FLOAT64})
-
-
-def _check_number(kind: FieldKind, value: object) -> None:
+def _check_number(item: str, value: object) -> None:
     # struct would silently accept True/False as 1/0 and ints for floats.
-    if kind in _FLOAT_KINDS:
+    if item in FLOAT_ITEMS:
         if not isinstance(value, float):
             raise TypeError(f"expected a float, got {type(value).__name__}")
     elif isinstance(value, bool) or not isinstance(value, int):
@@ -742,18 +564,22 @@ def decimal_parts(value: object) -> tuple[int, int]:
     return unscaled, -exponent
 
 
-def _ordered(schema: Any, var_fields: list[Any], write_order: tuple[str, ...]) -> list[Any]:
-    by_name = {f.name: f for f in var_fields}
+def _ordered(plan: SchemaPlan, write_order: tuple[str, ...]) -> tuple[Any, ...]:
+    """The plan's variable-size fields in ``write_order`` (then the ones it leaves out)."""
+    by_name = {f.name: f for f in plan.var_fields}
     first = []
     for name in write_order:
         field = by_name.pop(name, None)
         if field is None:
             raise DecodeError(
-                f"{schema.type_name}: write order names {name!r}, which is not a "
+                f"{plan.type_name}: write order names {name!r}, which is not a "
                 "variable-size field of the schema (or is named twice)"
             )
         first.append(field)
-    return first + [f for f in var_fields if f.name in by_name]
+    ordered = (*first, *(f for f in plan.var_fields if f.name in by_name))
+    if len(plan.orders) < MAX_ORDERS:
+        plan.orders[write_order] = ordered
+    return ordered
 
 
 def decode_compact(

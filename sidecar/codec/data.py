@@ -52,6 +52,14 @@ rows and the sidecar's are the same rows; :meth:`DataCodec.resolve_key` turns
 them back into bytes. Rows the framework wrote have no value format either:
 :meth:`DataCodec.encode_value` rebuilds their ``_schemaType`` / ``_fieldKinds`` /
 ``_fields`` documents as the framework did (:mod:`sidecar.codec.framework`).
+
+Compact write orders: a Compact document carries ``"@order"`` only when its record
+is not in the order its schema's write order implies (the rules, and why one
+schema can be written in several orders, are in :mod:`sidecar.codec.jsonmap`).
+Every Compact method (decode or encode, key or value, compiled or generic) may
+therefore raise :class:`~sidecar.errors.WriteOrderNeeded` for a schema whose order
+is still pending; :func:`sidecar.codec.schemas.settle_write_orders` claims it or
+refreshes it from the provider and runs the method again.
 """
 
 from __future__ import annotations
@@ -67,7 +75,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH, CompactRecord, decode_compact, encode_compact
-from sidecar.codec.compiled import FALLBACK_ERRORS, CompiledCodecs
+from sidecar.codec.compiled import Fallback, compile_plan
 from sidecar.codec.framework import is_framework_document, parse_framework_json, rebuild_record
 from sidecar.codec.javaser import (
     CLASS_KEY,
@@ -86,6 +94,8 @@ from sidecar.codec.jsonmap import (
     record_from_json,
     record_to_json,
 )
+from sidecar.codec.kinds import ITEM_STRUCTS
+from sidecar.codec.plan import plan_of
 from sidecar.codec.schemas import SchemaRegistry
 from sidecar.errors import DecodeError
 from sidecar.providers.base import SchemaRecord, StoredKey, StoredValue, StoreKind
@@ -156,13 +166,17 @@ def default_java_key_text(document: Mapping[str, object]) -> str:
     return text if text is not None else dumps(dict(document), compact=True)
 
 
+#: The number formats: a Java Byte .. Double, encoded as the Compact item of the same name.
 _FIXED: dict[str, tuple[int, struct.Struct]] = {
-    "int8": (TYPE_BYTE, struct.Struct(">b")),
-    "int16": (TYPE_SHORT, struct.Struct(">h")),
-    "int32": (TYPE_INTEGER, struct.Struct(">i")),
-    "int64": (TYPE_LONG, struct.Struct(">q")),
-    "float32": (TYPE_FLOAT, struct.Struct(">f")),
-    "float64": (TYPE_DOUBLE, struct.Struct(">d")),
+    fmt: (type_id, ITEM_STRUCTS[fmt])
+    for fmt, type_id in (
+        ("int8", TYPE_BYTE),
+        ("int16", TYPE_SHORT),
+        ("int32", TYPE_INTEGER),
+        ("int64", TYPE_LONG),
+        ("float32", TYPE_FLOAT),
+        ("float64", TYPE_DOUBLE),
+    )
 }
 _FORMAT_OF_TYPE: dict[int, str] = {
     **{type_id: fmt for fmt, (type_id, _) in _FIXED.items()},
@@ -217,10 +231,16 @@ class DecodedKey:
 
 @dataclass(frozen=True, slots=True)
 class EncodedValue:
-    """A value's ``Data`` bytes and the schema ids the member needs to read them."""
+    """A value's or a key's ``Data`` bytes and the schema ids the member needs to read
+    them (a Compact record's, nested ones included; empty for every other type)."""
 
     data: bytes
     schema_ids: frozenset[int]
+
+
+#: Called with a Compact type name each time a compiled codec steps aside for the
+#: generic one (see :mod:`sidecar.codec.compiled`): a metric's hook.
+FallbackHook = Callable[[str], None]
 
 
 class _Opaque(Exception):
@@ -234,12 +254,25 @@ class DataCodec:
         registry: the Compact schemas; values referencing an id missing from it
             raise :class:`~sidecar.errors.UnknownSchemaError`.
         max_depth: the deepest nesting of Compact records accepted.
+        on_fallback: called with the type name whenever a flat record's compiled
+            codec steps aside and the generic one converts it (a NaN, an unusual
+            document...), so that the slower path is counted, not silent.
+        compiled: whether flat records take the compiled codecs (the generic
+            ones alone when False: for comparisons and tests).
     """
 
-    def __init__(self, registry: SchemaRegistry, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        on_fallback: FallbackHook | None = None,
+        compiled: bool = True,
+    ) -> None:
         self.registry = registry
         self.max_depth = max_depth
-        self._compiled = CompiledCodecs()
+        self.on_fallback = on_fallback
+        self.compiled = compiled
 
     # -- keys -------------------------------------------------------------------
 
@@ -286,7 +319,7 @@ class DataCodec:
         type_id = _type_id(data)
         if type_id == TYPE_COMPACT and HEADER.unpack_from(data)[0] == 0:
             record, _ = decode_compact(data, HEADER.size, self.registry, max_depth=self.max_depth)
-            text = dumps(record_to_json(record), compact=True)
+            text = dumps(record_to_json(record, self.registry), compact=True)
             return DecodedKey(
                 StoredKey(text, f"{COMPACT_KEY_PREFIX}{record.schema_id}"), record.fields
             )
@@ -300,7 +333,7 @@ class DataCodec:
         except _Opaque:
             return DecodedKey(StoredKey(base64.b64encode(data).decode("ascii"), "opaque"))
         key = StoredKey(_key_text(fmt, value), fmt)
-        _check_exact(data, self.encode_key(key), fmt)
+        _check_exact(data, self.encode_key(key).data, fmt)
         return DecodedKey(key)
 
     @staticmethod
@@ -348,18 +381,23 @@ class DataCodec:
             )
         return StoredKey(key.text, JAVA_FORMAT, partitioned_sequence_key_data(*parts))
 
-    def encode_key(self, key: StoredKey) -> bytes:
-        """The ``Data`` bytes of a stored key.
+    def encode_key(self, key: StoredKey) -> EncodedValue:
+        """The ``Data`` bytes of a stored key, and the schema ids they use (a Compact
+        key's: what the member needs to read it, without decoding the bytes again).
 
         Raises:
             DecodeError: the text does not fit the format, or the format is unknown.
             UnknownSchemaError: a Compact key whose schema is not known.
+            WriteOrderNeeded: see :mod:`sidecar.codec.jsonmap`.
         """
+        if key.format.startswith(COMPACT_KEY_PREFIX):
+            schema_id = _parse_schema_id(key.format[len(COMPACT_KEY_PREFIX) :])
+            return self._encode_compact(loads(key.text), schema_id)
+        return EncodedValue(self._encode_plain_key(key), frozenset())
+
+    def _encode_plain_key(self, key: StoredKey) -> bytes:
         fmt = key.format
         text = key.text
-        if fmt.startswith(COMPACT_KEY_PREFIX):
-            schema_id = _parse_schema_id(fmt[len(COMPACT_KEY_PREFIX) :])
-            return self._encode_compact(loads(text), schema_id)
         if fmt == "opaque":
             return _opaque_bytes(text)
         if fmt == JAVA_FORMAT:
@@ -408,7 +446,7 @@ class DataCodec:
             record, ids = decode_compact(data, HEADER.size, self.registry, max_depth=self.max_depth)
             stored = StoredValue(
                 format="compact",
-                document=dumps(record_to_json(record)),
+                document=dumps(record_to_json(record, self.registry)),
                 type_name=record.type_name,
                 schema_id=record.schema_id,
             )
@@ -438,24 +476,30 @@ class DataCodec:
         compiled path was taken (use :attr:`DecodedValue.fields`).
         """
         data = bytes(data)
-        if len(data) >= 16 and HEADER.unpack_from(data) == (0, TYPE_COMPACT):
-            schema_id: int = _SCHEMA_ID.unpack_from(data, 8)[0]
-            if schema_id in self.registry:
-                schema = self.registry.get(schema_id)
-                decoder = self._compiled.decoder(schema)
-                if decoder is not None:
-                    try:
-                        document, plain = decoder(data)
-                    except FALLBACK_ERRORS:
-                        pass  # the generic path decides, and explains
-                    else:
-                        stored = StoredValue(
-                            format="compact",
-                            document=document,
-                            type_name=schema.type_name,
-                            schema_id=schema_id,
-                        )
-                        return DecodedValue(stored, frozenset((schema_id,)), None, plain)
+        if (
+            self.compiled
+            and len(data) >= 16
+            and HEADER.unpack_from(data) == (0, TYPE_COMPACT)
+            and (schema_id := _SCHEMA_ID.unpack_from(data, 8)[0]) in self.registry
+        ):
+            plan = plan_of(self.registry.get(schema_id))
+            if not plan.compiled:
+                compile_plan(plan)
+            decoder = plan.decoder
+            if decoder is not None:
+                rank, _, pending = plan.order_numbers(self.registry.write_order(schema_id))
+                try:
+                    document, plain = decoder(data, rank, pending)
+                except Fallback:
+                    self._fell_back(plan.type_name)  # the generic path decides, and explains
+                else:
+                    stored = StoredValue(
+                        format="compact",
+                        document=document,
+                        type_name=plan.type_name,
+                        schema_id=schema_id,
+                    )
+                    return DecodedValue(stored, frozenset((schema_id,)), None, plain)
         return self.decode_value(data)
 
     def encode_value(self, value: StoredValue) -> EncodedValue:
@@ -469,17 +513,7 @@ class DataCodec:
         if fmt == "compact":
             if value.schema_id is None:
                 raise DecodeError("compact value has no schema id")
-            document = loads(value.document)
-            schema = self.registry.get(value.schema_id)
-            encoder = self._compiled.encoder(schema)
-            if encoder is not None and type(document) is dict:
-                try:
-                    return EncodedValue(encoder(document), frozenset((value.schema_id,)))
-                except FALLBACK_ERRORS:
-                    pass  # the generic path decides, and explains
-            record = record_from_json(document, self.registry, schema, max_depth=self.max_depth)
-            payload, ids = encode_compact(record, max_depth=self.max_depth)
-            return EncodedValue(_frame(TYPE_COMPACT, payload), ids)
+            return self._encode_compact(loads(value.document), value.schema_id)
         if fmt == "json":
             return EncodedValue(_frame(TYPE_JSON, _string_payload(value.document)), frozenset())
         if fmt == JAVA_FORMAT:
@@ -552,17 +586,33 @@ class DataCodec:
         return EncodedValue(_frame(TYPE_COMPACT, payload), ids), record
 
     def new_schemas(self, schema_ids: frozenset[int]) -> list[SchemaRecord]:
-        """The persisted form of these schemas (to make rebuilt ones durable)."""
-        return [self.registry.to_record(self.registry.get(i)) for i in sorted(schema_ids)]
+        """The persisted form of these schemas, write orders included (to make rebuilt
+        ones durable)."""
+        return [self.registry.record(i) for i in sorted(schema_ids)]
 
     # -- internals ----------------------------------------------------------------
 
-    def _encode_compact(self, document: object, schema_id: int) -> bytes:
-        record = record_from_json(
-            document, self.registry, self.registry.get(schema_id), max_depth=self.max_depth
-        )
-        payload, _ = encode_compact(record, max_depth=self.max_depth)
-        return _frame(TYPE_COMPACT, payload)
+    def _encode_compact(self, document: object, schema_id: int) -> EncodedValue:
+        """A Compact document's Data bytes (compiled when flat) and the schema ids used."""
+        schema = self.registry.get(schema_id)
+        if self.compiled and type(document) is dict:
+            plan = plan_of(schema)
+            if not plan.compiled:
+                compile_plan(plan)
+            encoder = plan.encoder
+            if encoder is not None:
+                _, seq, pending = plan.order_numbers(self.registry.write_order(schema_id))
+                try:
+                    return EncodedValue(encoder(document, seq, pending), frozenset((schema_id,)))
+                except Fallback:
+                    self._fell_back(plan.type_name)  # the generic path decides, and explains
+        record = record_from_json(document, self.registry, schema, max_depth=self.max_depth)
+        payload, ids = encode_compact(record, max_depth=self.max_depth)
+        return EncodedValue(_frame(TYPE_COMPACT, payload), ids)
+
+    def _fell_back(self, type_name: str) -> None:
+        if self.on_fallback is not None:
+            self.on_fallback(type_name)
 
     @staticmethod
     def _scalar(data: bytes, type_id: int) -> tuple[str, object]:

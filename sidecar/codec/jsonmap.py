@@ -20,8 +20,39 @@ bytes:
   nanoseconds and Java's extended years (see :mod:`sidecar.codec.temporal`).
 * A nested record names its schema: ``"@type"`` and ``"@schemaId"`` (the id as a
   string, since int64 ids exceed what JSON numbers keep in JavaScript).
-* ``"@order"`` lists the variable-size fields in the order their data was written,
-  only when that is not the schema's order (see :class:`CompactRecord`).
+* ``"@order"`` lists the non-null variable-size fields in the order their data
+  was written, only when that is not what the schema's write order implies.
+
+The write order. A Java serializer writes variable-size data in its own order (a
+hand-written ``CompactSerializer`` in its call order, the zero-config one in
+declaration order); only the offset table is in schema order, so the order is
+needed to give the member back its bytes (see :class:`CompactRecord`). It belongs
+to the schema's Java serializer, so it is kept once, with the schema
+(:attr:`~sidecar.providers.base.SchemaRecord.write_order`), and a document holds
+nothing but the record's fields. But one schema id can be written by several
+serializers: the Java class in its order, a Python client or a GenericRecord in
+schema order. So the schema's order is the one claimed by the first record that
+needed it, and a record written in another order says so in its document:
+
+* claimed order: a document has no ``"@order"`` when its record's data is in the
+  claimed order (restricted to its non-null fields), else an explicit one, also
+  when that other order is the schema's;
+* legacy schema (None: persisted before orders were kept, or by a provider that
+  keeps none): ``"@order"`` whenever the record is not in schema order, as before;
+* pending (``()``): a record with every variable-size field present (two or
+  more) raises :class:`~sidecar.errors.WriteOrderNeeded` with the order seen, for
+  the caller to claim it (``Provider.claim_write_order``), record it
+  (``SchemaRegistry.set_write_order``) and convert again. A record with some of
+  them null shows only part of the order; since a claim is final, it claims
+  nothing and its document names its own order (explicit ``"@order"``, when two
+  or more are present) until a complete record has claimed the schema's. With
+  fewer than two present, order does not matter.
+
+Nested records follow the same rules, each with its own schema. Reading a
+document back, ``"@order"`` always wins (rows written before keep loading); without
+it, a claimed order is used, schema order for a legacy schema, and a pending
+schema raises ``WriteOrderNeeded`` (order None: refresh the schemas from the
+store, whose order another sidecar claimed) when the order would matter.
 """
 
 from __future__ import annotations
@@ -30,23 +61,17 @@ import decimal
 import json
 import math
 import re
-import struct
 from collections.abc import Callable
 from typing import Any
 
-from hazelcast.serialization.api import FieldKind
-
 from sidecar.codec.compact import CompactRecord
+from sidecar.codec.kinds import FLOAT32, INT_RANGES, ITEM_STRUCTS, KINDS
+from sidecar.codec.plan import ORDER_KEY, RESERVED_KEYS, SCHEMA_ID_KEY, TYPE_KEY, plan_of
 from sidecar.codec.schemas import SchemaRegistry
 from sidecar.codec.temporal import LocalDate, LocalDateTime, LocalTime, OffsetDateTime
-from sidecar.errors import DecodeError
+from sidecar.errors import DecodeError, WriteOrderNeeded
 
-TYPE_KEY = "@type"
-SCHEMA_ID_KEY = "@schemaId"
-ORDER_KEY = "@order"
-RESERVED_KEYS = frozenset({TYPE_KEY, SCHEMA_ID_KEY, ORDER_KEY})
-
-_F32 = struct.Struct(">f")
+_F32 = ITEM_STRUCTS[FLOAT32]
 _DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _SCHEMA_ID_RE = re.compile(r"-?\d{1,19}")
 _SPECIAL_FLOATS = {
@@ -55,62 +80,6 @@ _SPECIAL_FLOATS = {
     "-Infinity": -math.inf,
     "-0.0": -0.0,
 }
-_INT_RANGES = {
-    "int8": (-(2**7), 2**7 - 1),
-    "int16": (-(2**15), 2**15 - 1),
-    "int32": (-(2**31), 2**31 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-}
-
-K = FieldKind
-
-# kind -> (item encoding, is array, items may be null)
-_KINDS: dict[FieldKind, tuple[str, bool, bool]] = {
-    K.BOOLEAN: ("bool", False, False),
-    K.INT8: ("int8", False, False),
-    K.INT16: ("int16", False, False),
-    K.INT32: ("int32", False, False),
-    K.INT64: ("int64", False, False),
-    K.FLOAT32: ("float32", False, False),
-    K.FLOAT64: ("float64", False, False),
-    K.NULLABLE_BOOLEAN: ("bool", False, True),
-    K.NULLABLE_INT8: ("int8", False, True),
-    K.NULLABLE_INT16: ("int16", False, True),
-    K.NULLABLE_INT32: ("int32", False, True),
-    K.NULLABLE_INT64: ("int64", False, True),
-    K.NULLABLE_FLOAT32: ("float32", False, True),
-    K.NULLABLE_FLOAT64: ("float64", False, True),
-    K.STRING: ("string", False, True),
-    K.DECIMAL: ("decimal", False, True),
-    K.TIME: ("time", False, True),
-    K.DATE: ("date", False, True),
-    K.TIMESTAMP: ("timestamp", False, True),
-    K.TIMESTAMP_WITH_TIMEZONE: ("timestamp_tz", False, True),
-    K.COMPACT: ("compact", False, True),
-    K.ARRAY_OF_BOOLEAN: ("bool", True, False),
-    K.ARRAY_OF_INT8: ("int8", True, False),
-    K.ARRAY_OF_INT16: ("int16", True, False),
-    K.ARRAY_OF_INT32: ("int32", True, False),
-    K.ARRAY_OF_INT64: ("int64", True, False),
-    K.ARRAY_OF_FLOAT32: ("float32", True, False),
-    K.ARRAY_OF_FLOAT64: ("float64", True, False),
-    K.ARRAY_OF_NULLABLE_BOOLEAN: ("bool", True, True),
-    K.ARRAY_OF_NULLABLE_INT8: ("int8", True, True),
-    K.ARRAY_OF_NULLABLE_INT16: ("int16", True, True),
-    K.ARRAY_OF_NULLABLE_INT32: ("int32", True, True),
-    K.ARRAY_OF_NULLABLE_INT64: ("int64", True, True),
-    K.ARRAY_OF_NULLABLE_FLOAT32: ("float32", True, True),
-    K.ARRAY_OF_NULLABLE_FLOAT64: ("float64", True, True),
-    K.ARRAY_OF_STRING: ("string", True, True),
-    K.ARRAY_OF_DECIMAL: ("decimal", True, True),
-    K.ARRAY_OF_TIME: ("time", True, True),
-    K.ARRAY_OF_DATE: ("date", True, True),
-    K.ARRAY_OF_TIMESTAMP: ("timestamp", True, True),
-    K.ARRAY_OF_TIMESTAMP_WITH_TIMEZONE: ("timestamp_tz", True, True),
-    K.ARRAY_OF_COMPACT: ("compact", True, True),
-}
-
-
 # -- JSON text ------------------------------------------------------------------
 
 
@@ -199,7 +168,7 @@ def float_from_json(value: object, *, single: bool = False) -> float:
 def int_from_json(value: object, kind: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise DecodeError(f"expected an integer, got {_json_type(value)}")
-    low, high = _INT_RANGES[kind]
+    low, high = INT_RANGES[kind]
     if not low <= value <= high:
         raise DecodeError(f"{value} is out of the {kind} range ({low}..{high})")
     return value
@@ -246,51 +215,78 @@ def _json_type(value: object) -> str:
 # -- records -> JSON ----------------------------------------------------------------
 
 
-def record_to_json(record: CompactRecord, *, nested: bool = False) -> dict[str, object]:
-    """The JSON object of ``record`` (with ``@type``/``@schemaId`` when ``nested``)."""
+def record_to_json(
+    record: CompactRecord, registry: SchemaRegistry | None = None, *, nested: bool = False
+) -> dict[str, object]:
+    """The JSON object of ``record`` (with ``@type``/``@schemaId`` when ``nested``).
+
+    ``registry`` holds the schemas' write orders, which decide ``"@order"`` (see
+    the module's notes); without it every schema is taken as legacy. Pass the
+    registry whose store the document is for: a document made without it may lack
+    an ``"@order"`` that the registry's claimed order would need.
+
+    Raises:
+        WriteOrderNeeded: the record (or a nested one) needs a write order that its
+            schema has not claimed yet.
+        UnknownSchemaError: a schema of the record is not in ``registry``.
+    """
     schema = record.schema
     document: dict[str, object] = {}
     if nested:
         document[TYPE_KEY] = record.type_name
         document[SCHEMA_ID_KEY] = str(schema.schema_id)
+    plan = plan_of(schema)
+    if plan.clash is not None:
+        raise DecodeError(
+            f"{record.type_name}: field name {plan.clash!r} clashes with a reserved JSON key"
+        )
     values = record.fields
-    for name, encoding, is_array in _json_plan(schema, record.type_name):
+    order = record.write_order
+    if registry is not None:
+        claimed = registry.write_order(plan.schema_id)
+        if claimed is not None:  # None: legacy, the record's own order as before
+            order = _document_order(record, claimed, plan.var_names)
+    for name, encoding, is_array in plan.json_fields:
         value = values[name]
         if value is None or encoding is None:
             document[name] = value
         elif is_array:
             assert isinstance(value, list)
-            document[name] = [None if v is None else _to_json(encoding, v) for v in value]
+            document[name] = [None if v is None else _to_json(encoding, v, registry) for v in value]
         else:
-            document[name] = _to_json(encoding, value)
-    if record.write_order is not None:
-        document[ORDER_KEY] = list(record.write_order)
+            document[name] = _to_json(encoding, value, registry)
+    if order is not None:
+        document[ORDER_KEY] = list(order)
     return document
 
 
-#: Encodings whose Python values are already JSON values (ints, strings, booleans).
-_AS_IS = frozenset({"bool", "int8", "int16", "int32", "int64", "string"})
-_JSON_PLANS: dict[int, tuple[Any, tuple[tuple[str, str | None, bool], ...]]] = {}
+def _document_order(
+    record: CompactRecord, claimed: tuple[str, ...], var_names: tuple[str, ...]
+) -> tuple[str, ...] | None:
+    """The ``"@order"`` of ``record``'s document given its schema's pending (``()``) or
+    claimed write order; None: none."""
+    observed = record.write_order
+    values = record.fields
+    present = (
+        observed
+        if observed is not None
+        else tuple(name for name in var_names if values[name] is not None)
+    )
+    if not claimed:
+        if len(present) < 2:
+            return None  # no order to tell
+        if len(present) < len(var_names):
+            # Only a record with every variable-size field present shows the whole
+            # order; claiming from this one would place the missing fields by guess,
+            # and the claim is final. Its document names its own order meanwhile.
+            return present
+        raise WriteOrderNeeded(record.schema_id, present)
+
+    expected = tuple(name for name in claimed if values[name] is not None)
+    return None if present == expected else present
 
 
-def _json_plan(schema: Any, type_name: str) -> tuple[tuple[str, str | None, bool], ...]:
-    """(name, encoding or None when the value is JSON as is, is array) per field, cached."""
-    cached = _JSON_PLANS.get(schema.schema_id)
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    plan = []
-    for field in schema.fields:
-        name: str = field.name
-        if name in RESERVED_KEYS:
-            raise DecodeError(f"{type_name}: field name {name!r} clashes with a reserved JSON key")
-        encoding, is_array, _ = _KINDS[field.kind]
-        plan.append((name, None if encoding in _AS_IS else encoding, is_array))
-    result = tuple(plan)
-    _JSON_PLANS[schema.schema_id] = (schema, result)
-    return result
-
-
-def _to_json(encoding: str, value: object) -> object:
+def _to_json(encoding: str, value: object, registry: SchemaRegistry | None) -> object:
     if encoding in ("float32", "float64"):
         assert isinstance(value, float)
         return float_to_json(value, single=encoding == "float32")
@@ -299,7 +295,7 @@ def _to_json(encoding: str, value: object) -> object:
         return decimal_to_json(value)
     if encoding == "compact":
         assert isinstance(value, CompactRecord)
-        return record_to_json(value, nested=True)
+        return record_to_json(value, registry, nested=True)
     if isinstance(value, LocalDate | LocalTime | LocalDateTime | OffsetDateTime):
         return value.isoformat()
     return value
@@ -368,11 +364,12 @@ def _record(
     fields: dict[str, object] = {}
     for field in schema.fields:
         name: str = field.name
-        encoding, is_array, items_nullable = _KINDS[field.kind]
+        kind = KINDS[field.kind]
+        encoding, is_array, items_nullable = kind.item, kind.array, kind.items_nullable
         value = document[name]
         try:
             if value is None:
-                if field.kind in _NOT_NULL:
+                if not kind.nullable:
                     raise DecodeError(f"a {field.kind.name} field cannot be null")
                 fields[name] = None
                 continue
@@ -401,10 +398,25 @@ def _record(
         if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
             raise DecodeError(f"{type_name}: {ORDER_KEY} must be an array of field names")
         write_order = tuple(order)
+    else:
+        claimed = registry.write_order(schema.schema_id)
+        if claimed is not None:  # None: legacy, schema order
+            write_order = _default_order(schema, claimed, fields)
     return CompactRecord(type_name, schema, fields, write_order)
 
 
-_NOT_NULL = frozenset({K.BOOLEAN, K.INT8, K.INT16, K.INT32, K.INT64, K.FLOAT32, K.FLOAT64})
+def _default_order(
+    schema: Any, claimed: tuple[str, ...], fields: dict[str, object]
+) -> tuple[str, ...] | None:
+    """The write order of a document without ``"@order"`` given its schema's pending
+    (``()``) or claimed write order (None: schema order)."""
+    present = tuple(name for name in plan_of(schema).var_names if fields[name] is not None)
+    if not claimed:
+        if len(present) > 1:
+            raise WriteOrderNeeded(schema.schema_id, None)
+        return None
+    ordered = tuple(name for name in claimed if fields[name] is not None)
+    return None if ordered == present else ordered
 
 
 def _text(value: object) -> str:

@@ -11,7 +11,7 @@ from hazelcast.serialization.api import FieldKind
 from hypothesis import strategies as st
 
 from sidecar.codec import CompactRecord, LocalDate, LocalDateTime, LocalTime, OffsetDateTime
-from sidecar.codec.jsonmap import _KINDS
+from sidecar.codec.kinds import KINDS
 from sidecar.codec.schemas import COMPACT_FIELD_KINDS, build_schema
 
 K = FieldKind
@@ -74,13 +74,17 @@ def schemas(draw: st.DrawFn, kinds: list[FieldKind], type_name: str) -> Any:
 
 
 def _value(draw: st.DrawFn, kind: FieldKind, child: Any | None) -> object:
-    encoding, is_array, items_nullable = _KINDS[kind]
+    encoding, is_array, items_nullable = (
+        KINDS[kind].item,
+        KINDS[kind].array,
+        KINDS[kind].items_nullable,
+    )
     if encoding == "compact":
         assert child is not None
         item: st.SearchStrategy[Any] = st.just(None).flatmap(lambda _: records(child))
     else:
         item = ITEMS[encoding]
-    nullable = kind not in (K.BOOLEAN, K.INT8, K.INT16, K.INT32, K.INT64, K.FLOAT32, K.FLOAT64)
+    nullable = KINDS[kind].nullable
     if is_array:
         if items_nullable:
             item = st.none() | item

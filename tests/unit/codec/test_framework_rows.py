@@ -563,7 +563,9 @@ def test_non_finite_floats_make_a_row_the_framework_cannot_read() -> None:
 
 NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,7}", fullmatch=True)
 #: \b and \f are left out: the framework's parser reads their escapes back as letters.
-TEXT = st.text(st.characters(exclude_characters="\b\f"), max_size=12)
+#: Lone surrogates too: UTF-8 cannot carry them (the framework's Java strings become "?",
+#: and a type name is fingerprinted as UTF-8).
+TEXT = st.text(st.characters(exclude_characters="\b\f", exclude_categories=("Cs",)), max_size=12)
 INT32 = st.integers(-(2**31), 2**31 - 1)
 INT64 = st.integers(-(2**63), 2**63 - 1)
 FLOAT32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
