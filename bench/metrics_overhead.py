@@ -132,15 +132,16 @@ def hot_path_seconds(request: pb.StoreRequest, repeat: int = 400) -> float:
                 }
             )
         )
-        results = [pb.EntryResult(status=pb.ENTRY_STATUS_WRITTEN)] * len(request.entries)
-        response = pb.StoreResponse(results=results)
+        telemetry.start("sqlite")
+        size = len(request.entries)
         started = time.perf_counter()
         for _ in range(repeat):
-            with telemetry._serve("Store", request, ()) as call:
-                telemetry.begin_phase("decode")
-                with telemetry.provider_call(hot_path_seconds):
+            with telemetry.call("Store", request.map_name, "view", (), size=size) as rec:
+                with rec.phase("decode"):
                     pass
-                telemetry._record(call, "Store", request, response, 0.01, lambda _: "view")
+                with rec.provider_call("store"):
+                    pass
+                rec.stored(entries=size)
         elapsed = (time.perf_counter() - started) / repeat
         telemetry.shutdown()
     return elapsed
