@@ -405,7 +405,7 @@ class TelemetryConfig(_Model):
 
 
 class BatchingConfig(_Model):
-    """Group commit (:mod:`sidecar.batching`): concurrent Store calls of a map share one commit."""
+    """Group commit (:mod:`sidecar.writer`): concurrent Store calls of a map share one commit."""
 
     enabled: bool = True
     max_rows: int = Field(default=1000, ge=1)

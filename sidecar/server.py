@@ -26,7 +26,7 @@ import secrets
 import signal
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import grpc
@@ -36,7 +36,6 @@ from grpc_reflection.v1alpha import reflection
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from sidecar.admission import Admission
-from sidecar.batching import GroupCommit
 from sidecar.codec import SchemaRegistry
 from sidecar.config import SidecarConfig
 from sidecar.errors import ConfigError
@@ -46,6 +45,7 @@ from sidecar.routing import Router
 from sidecar.security import BearerTokenInterceptor, load_token, server_credentials
 from sidecar.service import MapStoreService, ServiceLimits
 from sidecar.telemetry import Telemetry
+from sidecar.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ class Sidecar:
         self.registry = SchemaRegistry()
         self.router = Router(config.maps, config.persistence)
         self.telemetry = Telemetry.from_config(config.telemetry)
+        # The one write path (sidecar.writer); group commit per the `batching` block.
+        self.writer = Writer(
+            self.provider,
+            group_commit=config.batching.enabled,
+            max_rows=config.batching.max_rows,
+            max_wait_seconds=config.batching.max_wait_ms / 1000,
+            on_retry=self.telemetry.retry,
+        )
+        # The provider's own retries (a page of load_all_keys, its migrations) are the
+        # writer's policy, bound to the provider's idea of a transient error.
+        self.provider.use_retry(self.writer.retrying.run)
         self.service = MapStoreService(
             provider=self.provider,
             router=self.router,
@@ -73,17 +84,8 @@ class Sidecar:
                 max_response_bytes=config.listen.max_message_bytes,
             ),
             on_poison=config.on_poison,
-            dead_letter_counter=self.telemetry.dead_lettered,
             telemetry=self.telemetry,
-            group_commit=(
-                GroupCommit(
-                    self.provider,
-                    max_rows=config.batching.max_rows,
-                    max_wait_seconds=config.batching.max_wait_ms / 1000,
-                )
-                if config.batching.enabled
-                else None
-            ),
+            writer=self.writer,
             admission=Admission.from_config(config.limits),
         )
         self._server: grpc.aio.Server | None = None
@@ -97,7 +99,9 @@ class Sidecar:
         listen = self.config.listen
         await self.provider.open()
         known = await self.service.load_schemas()
-        self.telemetry.start(self.provider)
+        # A provider without a pool answers None: no pool gauges then.
+        has_pool = self.provider.pool_stats() is not None
+        self.telemetry.start(self.provider.name, self._pool_stats if has_pool else None)
         options = [
             ("grpc.max_receive_message_length", listen.max_message_bytes),
             ("grpc.max_send_message_length", listen.max_message_bytes),
@@ -105,15 +109,12 @@ class Sidecar:
             # then bind too and silently share the calls.
             ("grpc.so_reuseport", 0),
         ]
-        # The first interceptor runs first: the token is checked before telemetry sees the
-        # call, so unauthenticated calls create no metric series (nor spans).
+        # The token is checked before the service sees the call, so unauthenticated
+        # calls create no metric series (nor spans): the service records what it serves.
         interceptors: list[grpc.aio.ServerInterceptor] = []
         token = load_token(self.config.security)
         if token is not None:
             interceptors.append(BearerTokenInterceptor(token))
-        interceptors += self.telemetry.server_interceptors(
-            lambda map_name: self.router.route(map_name).kind.value
-        )
         server = grpc.aio.server(options=options, interceptors=interceptors)
         pb_grpc.add_MapStoreServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -186,6 +187,9 @@ class Sidecar:
             except Exception:  # a failed probe must not end the watcher
                 log.exception("health check failed")
 
+    def _pool_stats(self) -> Mapping[str, int]:
+        return self.provider.pool_stats() or {}
+
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
@@ -203,6 +207,7 @@ class Sidecar:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        await self.writer.close()
         await self.provider.close()
         await asyncio.to_thread(self.telemetry.shutdown)
         unix_path = self.config.listen.unix_path

@@ -10,8 +10,9 @@ An entry whose bytes cannot be decoded is a poison entry: it is dead-lettered
 and the rest of its Store call is written. Everything else that goes wrong
 fails the whole call.
 
-A Store call of more than :data:`PIPELINE_ROWS` entries is written in chunks,
-each while the next is decoded. If a chunk's write fails while another's
+Every write goes through the one writer (:mod:`sidecar.writer`): the service
+hands it a Store call's rows while it decodes them, and the writer chunks,
+merges, retries and bounds them. If a chunk's write fails while another's
 succeeded, the entries of the failed chunk are answered FAILED (with the
 error's status) and the member retries them; if the call fails as a whole
 after a chunk was written (an unknown schema further on, say), the member's
@@ -22,8 +23,10 @@ first write, a view's row is overwritten with the same value).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
@@ -33,12 +36,13 @@ from hazelcast.serialization.compact import Schema
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from sidecar.admission import Admission
-from sidecar.batching import GroupCommit, Writer
 from sidecar.cluster_check import check_cluster_size
 from sidecar.codec import DataCodec, EncodedValue, SchemaRegistry
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH
+from sidecar.codec.schemas import settle_write_orders
 from sidecar.config import InitialLoadMode, OnPoison
-from sidecar.deadletter import DeadLetterCounter, PoisonEntries, count_nothing
+from sidecar.deadletter import PoisonEntries
+from sidecar.deadline import deadline_scope
 from sidecar.errors import (
     DecodeError,
     EntryTooLargeError,
@@ -47,22 +51,24 @@ from sidecar.errors import (
     SidecarError,
     StoreTimeoutError,
     UnknownSchemaError,
+    WriteOrderNeeded,
 )
-from sidecar.providers.base import Provider, SchemaRecord, StoredKey, StoreEntry, StoreKind
-from sidecar.retry import deadline_scope
+from sidecar.providers.base import Provider, SchemaRecord, StoredKey, StoreEntry
 from sidecar.routing import Route, Router
-from sidecar.telemetry import Telemetry
+from sidecar.telemetry import CallRecorder, Telemetry
 from sidecar.unreadable import UnreadableRows
+from sidecar.writer import StoreOutcome, Writer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_KEY_BATCH = 1000
-#: A Store call with more entries is written in chunks of this many rows, each
-#: while the next is decoded (the sidecar decodes on one core while the database
-#: writes on another). Smaller calls are written in one transaction.
-PIPELINE_ROWS = 256
 MAX_KEY_BATCH = 100_000
+#: The writer's retries end this long before the call's gRPC deadline (see _retry_scope).
+RETRY_MARGIN_SECONDS = 0.05
+#: A Load encodes this many values between two turns of the event loop, so that a
+#: large loadAll does not hold every other call back while it encodes.
+ENCODE_SLICE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +95,6 @@ class ServiceLimits:
 _WRITTEN = pb.EntryResult(status=pb.ENTRY_STATUS_WRITTEN)
 
 
-async def _settled(tasks: Iterable[asyncio.Task[None]]) -> list[BaseException | None]:
-    """Wait for the chunk writes; their outcomes (None, or the exception).
-
-    Shielded: a Store call cancelled meanwhile (its gRPC deadline) leaves each write
-    to its own deadline. Cancelling it from here too could interrupt psycopg while
-    it cancels the statement, which makes it drop the connection and leaves the
-    statement waiting on the server.
-    """
-    return await asyncio.gather(*(asyncio.shield(task) for task in tasks), return_exceptions=True)
-
-
 def _key_repr(data: bytes) -> str:
     return data[:24].hex() + ("..." if len(data) > 24 else "")
 
@@ -116,10 +111,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         persistence_enabled: bool = True,
         limits: ServiceLimits | None = None,
         on_poison: OnPoison = OnPoison.DEAD_LETTER,
-        dead_letter_counter: DeadLetterCounter | None = None,
         telemetry: Telemetry | None = None,
-        group_commit: GroupCommit | None = None,
-        pipeline_rows: int = PIPELINE_ROWS,
+        writer: Writer | None = None,
         admission: Admission | None = None,
     ) -> None:
         self._provider = provider
@@ -129,34 +122,41 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self._registry = registry
         self._enabled = persistence_enabled
         self._limits = limits or ServiceLimits()
-        self._codec = DataCodec(registry, max_depth=self._limits.max_nesting_depth)
-        self._on_poison = on_poison
-        # The metric hook of dead-lettered entries (DEAD_LETTERED_METRIC).
-        self._dead_letter_counter = dead_letter_counter
+        # Each call reports to a recorder of its own (sidecar.telemetry).
         self._telemetry = telemetry or Telemetry.disabled()
-        # Stores and deletes go through group commit when it is on (sidecar.batching).
-        self._writer: Writer = group_commit or provider
+        self._codec = DataCodec(
+            registry,
+            max_depth=self._limits.max_nesting_depth,
+            on_fallback=self._telemetry.codec_fallback,
+        )
+        self._on_poison = on_poison
+        # Every provider call goes through the writer: stores and deletes grouped,
+        # chunked and bounded, everything retried (sidecar.writer).
+        self._writer = writer or Writer(provider)
         self._schema_cache: dict[int, pb.Schema] = {}
-        self._pipeline_rows = pipeline_rows
-        self._unreadable = UnreadableRows(provider, self._telemetry.unreadable_row)
+        self._unreadable = UnreadableRows(provider)
 
     # -- schemas -------------------------------------------------------------------
 
     async def load_schemas(self) -> int:
         """Register every schema the provider has persisted; return how many are known."""
-        for record in await self._provider.get_schemas():
-            if record.schema_id not in self._registry:
-                self._registry.add(record)
+        # Known schemas too: a write order pending here may have been claimed since.
+        for record in await self._writer.run("get_schemas", self._provider.get_schemas):
+            self._registry.add(record)
         return len(self._registry.records())
 
     async def _register(self, schemas: Sequence[pb.Schema], map_name: str) -> None:
         self._admission.check_call_schemas(schemas, map_name)
         new: dict[int, tuple[SchemaRecord, Schema]] = {}
+        # A new schema's write order is claimed by the first record decoded with it
+        # (sidecar.codec.jsonmap); providers that keep none leave documents their "@order".
+        order: tuple[str, ...] | None = () if self._provider.supports_write_order else None
         for message in schemas:
             record = SchemaRecord(
                 schema_id=message.schema_id,
                 type_name=message.type_name,
                 fields=tuple((f.name, f.kind) for f in message.fields),
+                write_order=order,
             )
             try:
                 schema = self._registry.check(record)
@@ -170,18 +170,31 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         # Schemas are made durable before any value that uses them, and known only once
         # durable: a schema whose write failed is written again with the call's retry.
         with self._admission.new_schemas(len(new), len(self._registry), map_name):
-            await self._provider.put_schemas([record for record, _ in new.values()])
+            records = [record for record, _ in new.values()]
+            await self._writer.run("put_schemas", lambda: self._provider.put_schemas(records))
             for _, schema in new.values():
-                self._registry.insert(schema)
+                self._registry.insert(schema, order)
 
     async def _with_schemas(self, fn: Callable[[], T]) -> T:
-        """Run a codec step; on an unknown schema id, refresh from the provider once."""
+        """Run a codec step; what it lacks (a schema, a write order) is settled once."""
         try:
             return fn()
+        except (UnknownSchemaError, WriteOrderNeeded):
+            return await self._settle(fn)
+
+    async def _settle(self, fn: Callable[[], T]) -> T:
+        """Run a codec step again after it failed for want of a schema or a write order.
+
+        An unknown schema id refreshes the registry from the provider once: another
+        sidecar sharing this store may have persisted it. A write order is claimed
+        (a record being decoded) or refreshed (a document being encoded) by
+        :func:`settle_write_orders`.
+        """
+        try:
+            return await settle_write_orders(fn, self._registry, self._provider)
         except UnknownSchemaError:
-            # Another sidecar sharing this store may have persisted it.
             await self.load_schemas()
-            return fn()
+            return await settle_write_orders(fn, self._registry, self._provider)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -196,16 +209,44 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             )
         return self._router.route(map_name)
 
-    async def _deadline(self, context: grpc.aio.ServicerContext, awaitable: Awaitable[T]) -> T:
+    @staticmethod
+    def _retry_scope(context: grpc.aio.ServicerContext) -> float | None:
+        """Seconds the call's provider work may take: until a little before its gRPC deadline.
+
+        The retry scope ends that much before, so that a provider that keeps failing
+        answers UNAVAILABLE rather than being cancelled into DEADLINE_EXCEEDED.
+        """
+        remaining = context.time_remaining()
+        return None if remaining is None else max(remaining - RETRY_MARGIN_SECONDS, 0.0)
+
+    def _recorder(
+        self, method: str, map_name: str, context: grpc.aio.ServicerContext, size: int | None
+    ) -> CallRecorder:
+        """The call's recorder, labelled with its map only when the map is routed."""
+        try:
+            kind: str | None = self._router.route(map_name).kind.value if map_name else None
+        except SidecarError:
+            kind = None
+        return self._telemetry.call(
+            method,
+            map_name if kind is not None else None,
+            kind,
+            context.invocation_metadata(),
+            size=size,
+        )
+
+    async def _deadline(
+        self,
+        context: grpc.aio.ServicerContext,
+        rec: CallRecorder,
+        operation: str,
+        awaitable: Awaitable[T],
+    ) -> T:
         remaining = context.time_remaining()
         try:
-            # The retry scope ends a little before the gRPC deadline, so that a
-            # provider that keeps failing answers UNAVAILABLE rather than being
-            # cancelled into DEADLINE_EXCEEDED.
-            scope = None if remaining is None else max(remaining - 0.05, 0.0)
-            with deadline_scope(scope):
+            with deadline_scope(self._retry_scope(context)):
                 async with asyncio.timeout(remaining):
-                    with self._telemetry.provider_call(awaitable):
+                    with rec.provider_call(operation):
                         return await awaitable
         except TimeoutError as exc:
             raise StoreTimeoutError(
@@ -213,9 +254,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             ) from exc
 
     async def _fail(
-        self, context: grpc.aio.ServicerContext, op: str, exc: BaseException
+        self, context: grpc.aio.ServicerContext, rec: CallRecorder, op: str, exc: BaseException
     ) -> NoReturn:
-        self._telemetry.call_failed(exc)
+        rec.failed(exc)
         if isinstance(exc, SidecarError):
             log.warning("%s failed: %s (%s)", op, exc, exc.status.name)
             await context.abort(exc.status, str(exc))
@@ -235,16 +276,22 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         map_name = route.map_name
         requested: dict[tuple[str, str], tuple[StoredKey, bytes]] = {}
         refreshed = False
+        decode = self._codec.decode_key
         for index, data in enumerate(keys):
             try:
                 try:
-                    key = self._codec.decode_key(data, route.java_key_text, route.kind)
+                    key = decode(data, route.java_key_text, route.kind)
                 except UnknownSchemaError:
                     if refreshed:
                         continue
                     refreshed = True
-                    await self.load_schemas()
-                    key = self._codec.decode_key(data, route.java_key_text, route.kind)
+                    key = await self._settle(
+                        functools.partial(decode, data, route.java_key_text, route.kind)
+                    )
+                except WriteOrderNeeded:
+                    key = await self._settle(
+                        functools.partial(decode, data, route.java_key_text, route.kind)
+                    )
             except UnknownSchemaError:
                 continue
             except SidecarError as exc:
@@ -258,14 +305,15 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     async def Store(
         self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponse:
-        try:
-            with self._admission.admit(request, "Store", request.map_name):
-                return await self._store(request, context)
-        except Exception as exc:
-            await self._fail(context, f"Store on map '{request.map_name}'", exc)
+        with self._recorder("Store", request.map_name, context, len(request.entries)) as rec:
+            try:
+                with self._admission.admit(request, "Store", request.map_name):
+                    return await self._store(request, context, rec)
+            except Exception as exc:
+                await self._fail(context, rec, f"Store on map '{request.map_name}'", exc)
 
     async def _store(
-        self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
+        self, request: pb.StoreRequest, context: grpc.aio.ServicerContext, rec: CallRecorder
     ) -> pb.StoreResponse:
         log.debug("Store received map=%s entries=%d", request.map_name, len(request.entries))
         route = self._route(request.map_name)
@@ -274,68 +322,13 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         await self._register(request.schemas, request.map_name)
         # One result per entry, in request order: None for written (filled in at the end).
         results: list[pb.EntryResult | None] = []
-        poison = PoisonEntries(self._on_poison, self._dead_letter_counter or count_nothing)
-        # The rows being decoded, by key identity (text, format), and their entries' indexes.
-        batch: dict[tuple[str, str], StoreEntry] = {}
-        indexes: list[int] = []
-        # Earlier rows of a large call, being written while the next are decoded.
-        writes: list[tuple[asyncio.Task[None], list[int]]] = []
-        handed: set[tuple[str, str]] = set()
-        # An event map keeps the first write of a key, within a call too: a repeated
-        # key is answered as its first entry is (index → index of the first entry).
-        first_at: dict[tuple[str, str], int] = {}
-        repeats: list[tuple[int, int]] = []
-        self._telemetry.begin_phase("decode")
-        try:
-            for index, entry in enumerate(request.entries):
-                if len(batch) >= self._pipeline_rows:
-                    writes.append((self._write_task(context, request, route, batch), indexes))
-                    handed.update(batch)
-                    batch, indexes = {}, []
-                    await asyncio.sleep(0)  # let the write reach the database
-                    self._telemetry.begin_phase("decode")
-                try:
-                    row = self._decode_entry(request, index, entry, route, poison)
-                except UnknownSchemaError:
-                    # Another sidecar sharing this store may have persisted it.
-                    await self.load_schemas()
-                    try:
-                        row = self._decode_entry(request, index, entry, route, poison)
-                    except UnknownSchemaError as exc:
-                        raise UnknownSchemaError(exc.schema_id, map_name=request.map_name) from exc
-                if isinstance(row, pb.EntryResult):
-                    results.append(row)
-                    continue
-                identity, store_entry = row
-                results.append(None)
-                if route.kind is StoreKind.EVENT:
-                    if identity in first_at:
-                        repeats.append((index, first_at[identity]))
-                        continue
-                    first_at[identity] = index
-                elif identity in handed and identity not in batch:
-                    # A view key repeated in a later chunk: the latest write must win,
-                    # so the earlier chunk's write ends first.
-                    await _settled(task for task, _ in writes)
-                batch[identity] = store_entry
-                indexes.append(index)
-            if batch and not writes and self._writer is not self._provider:
-                # Group commit writes in a task of its own: awaiting it here is safe.
-                rows = list(batch.values())
-                await self._deadline(
-                    context, self._writer.store(request.map_name, route.kind, rows)
-                )
-            elif batch:
-                # A write of the provider's own: in a task that the call's cancellation
-                # does not reach (see _settled).
-                writes.append((self._write_task(context, request, route, batch), indexes))
-        finally:
-            # Whatever happens, no write of this call outlives it unobserved.
-            outcomes = await _settled(task for task, _ in writes)
-        self._chunk_failures(request.map_name, results, writes, outcomes)
-        for index, first in repeats:
-            results[index] = results[first]
-        await self._deadline(context, poison.keep(self._provider))
+        poison = PoisonEntries(self._on_poison, lambda _map: rec.dead_lettered())
+        with deadline_scope(self._retry_scope(context)), rec.phase("decode"):
+            outcome = await self._hand_over(request, route, results, poison, rec)
+        self._report_failures(request.map_name, results, outcome)
+        await self._deadline(context, rec, "put_dead_letters", poison.keep(self._provider))
+        failed = sum(r is not None and r.status == pb.ENTRY_STATUS_FAILED for r in results)
+        rec.stored(entries=len(request.entries), failed=failed)
         log.debug(
             "Store map=%s kind=%s entries=%d written=%d",
             request.map_name,
@@ -345,6 +338,35 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         )
         return pb.StoreResponse(results=[_WRITTEN if r is None else r for r in results])
 
+    async def _hand_over(
+        self,
+        request: pb.StoreRequest,
+        route: Route,
+        results: list[pb.EntryResult | None],
+        poison: PoisonEntries,
+        rec: CallRecorder,
+    ) -> StoreOutcome:
+        """Decode the call's entries and hand their rows to the writer as they come."""
+        async with self._writer.session(request.map_name, route.kind) as session:
+            for index, entry in enumerate(request.entries):
+                try:
+                    row = self._decode_entry(request, index, entry, route, poison, rec)
+                except (UnknownSchemaError, WriteOrderNeeded):
+                    step = functools.partial(
+                        self._decode_entry, request, index, entry, route, poison, rec
+                    )
+                    try:
+                        row = await self._settle(step)
+                    except UnknownSchemaError as exc:
+                        raise UnknownSchemaError(exc.schema_id, map_name=request.map_name) from exc
+                if isinstance(row, pb.EntryResult):
+                    results.append(row)
+                    continue
+                results.append(None)
+                await session.add(index, row)
+            with rec.provider_call("store"):
+                return await session.finish()
+
     def _decode_entry(
         self,
         request: pb.StoreRequest,
@@ -352,8 +374,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         entry: pb.Entry,
         route: Route,
         poison: PoisonEntries,
-    ) -> tuple[tuple[str, str], StoreEntry] | pb.EntryResult:
-        """One entry's key identity (text, format) and row, or the result of a poison entry.
+        rec: CallRecorder,
+    ) -> StoreEntry | pb.EntryResult:
+        """One entry's row, or the result of a poison entry.
 
         Raises:
             UnknownSchemaError: the entry uses a schema this sidecar was never sent.
@@ -362,131 +385,135 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             key = self._codec.decode_key_fields(entry.key, route.java_key_text, route.kind)
             decoded = self._codec.decode_for_store(entry.value)
         except DecodeError as exc:
-            self._telemetry.codec_error(request.map_name, exc)
+            rec.codec_error(exc)
             message = (
                 f"map '{request.map_name}', entry #{index} (key {_key_repr(entry.key)}): "
                 f"cannot be decoded: {exc}"
             )
             return poison.add(request.map_name, index, entry.key, entry.value, message)
-        return (key.stored.text, key.stored.format), route.store_entry(key, decoded)
-
-    def _write_task(
-        self,
-        context: grpc.aio.ServicerContext,
-        request: pb.StoreRequest,
-        route: Route,
-        batch: dict[tuple[str, str], StoreEntry],
-    ) -> asyncio.Task[None]:
-        """Start writing one chunk of a large Store call."""
-        rows = list(batch.values())
-        return asyncio.create_task(
-            self._deadline(context, self._writer.store(request.map_name, route.kind, rows))
-        )
+        return route.store_entry(key, decoded)
 
     @staticmethod
-    def _chunk_failures(
-        map_name: str,
-        results: list[pb.EntryResult | None],
-        writes: list[tuple[asyncio.Task[None], list[int]]],
-        outcomes: list[BaseException | None],
+    def _report_failures(
+        map_name: str, results: list[pb.EntryResult | None], outcome: StoreOutcome
     ) -> None:
-        """Report the chunks of a large call that failed, entry by entry.
+        """Answer the entries the writer could not write FAILED, with their error's status.
 
-        When every chunk failed, nothing was written and the call fails as a
-        whole (as a call written at once would). Otherwise the entries of the
-        failed chunks are FAILED with the error's status, and the member retries
-        just those.
+        The writer raised already when nothing was written (the call then fails as a
+        whole, as a call written at once would); here some chunks were written, and
+        the member retries just the entries of the others.
         """
-        failed = [
-            (outcome, chunk)
-            for outcome, (_, chunk) in zip(outcomes, writes, strict=True)
-            if isinstance(outcome, BaseException)
-        ]
-        if not failed:
-            return
-        if len(failed) == len(writes):
-            raise failed[0][0]
-        for exc, chunk in failed:
-            status = exc.status if isinstance(exc, SidecarError) else grpc.StatusCode.INTERNAL
-            log.warning(
-                "Store on map '%s': %d of its entries were not written: %s (%s)",
-                map_name,
-                len(chunk),
-                exc,
-                status.name,
-            )
-            failure = pb.EntryResult(
-                status=pb.ENTRY_STATUS_FAILED,
-                code=status.value[0],
-                message=f"not written: {exc}",
-            )
-            for index in chunk:
-                results[index] = failure
+        failures: dict[int, pb.EntryResult] = {}
+        for index, exc in sorted(outcome.failed.items()):
+            failure = failures.get(id(exc))
+            if failure is None:
+                status = exc.status if isinstance(exc, SidecarError) else grpc.StatusCode.INTERNAL
+                count = sum(1 for e in outcome.failed.values() if e is exc)
+                log.warning(
+                    "Store on map '%s': %d of its entries were not written: %s (%s)",
+                    map_name,
+                    count,
+                    exc,
+                    status.name,
+                )
+                failure = failures[id(exc)] = pb.EntryResult(
+                    status=pb.ENTRY_STATUS_FAILED,
+                    code=status.value[0],
+                    message=f"not written: {exc}",
+                )
+            results[index] = failure
 
     # -- Delete --------------------------------------------------------------------
 
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
-        try:
-            with self._admission.admit(request, "Delete", request.map_name):
-                route = self._route(request.map_name)
-                check_cluster_size(type(self._provider), context.invocation_metadata() or ())
-                self._limits.check_count(len(request.keys), "keys", request.map_name)
-                requested = await self._lookup_keys(route, request.keys)
-                keys = [key for key, _ in requested.values()]
-                deleted = 0
-                if keys:
-                    deleted = await self._deadline(
-                        context, self._writer.delete(request.map_name, route.kind, keys)
-                    )
-                return pb.DeleteResponse(deleted=deleted)
-        except Exception as exc:
-            await self._fail(context, f"Delete on map '{request.map_name}'", exc)
+        with self._recorder("Delete", request.map_name, context, len(request.keys)) as rec:
+            try:
+                with self._admission.admit(request, "Delete", request.map_name):
+                    route = self._route(request.map_name)
+                    check_cluster_size(type(self._provider), context.invocation_metadata() or ())
+                    self._limits.check_count(len(request.keys), "keys", request.map_name)
+                    requested = await self._lookup_keys(route, request.keys)
+                    keys = [key for key, _ in requested.values()]
+                    deleted = 0
+                    if keys:
+                        deleted = await self._deadline(
+                            context,
+                            rec,
+                            "delete",
+                            self._writer.delete(request.map_name, route.kind, keys),
+                        )
+                    rec.deleted(keys=len(request.keys))
+                    return pb.DeleteResponse(deleted=deleted)
+            except Exception as exc:
+                await self._fail(context, rec, f"Delete on map '{request.map_name}'", exc)
 
     # -- Load ----------------------------------------------------------------------
 
     async def Load(
         self, request: pb.LoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.LoadResponse:
-        try:
-            with self._admission.admit(request, "Load", request.map_name):
-                return await self._load(request, context)
-        except Exception as exc:
-            await self._fail(context, f"Load on map '{request.map_name}'", exc)
+        with self._recorder("Load", request.map_name, context, len(request.keys)) as rec:
+            try:
+                with self._admission.admit(request, "Load", request.map_name):
+                    return await self._load(request, context, rec)
+            except Exception as exc:
+                await self._fail(context, rec, f"Load on map '{request.map_name}'", exc)
 
     async def _load(
-        self, request: pb.LoadRequest, context: grpc.aio.ServicerContext
+        self, request: pb.LoadRequest, context: grpc.aio.ServicerContext, rec: CallRecorder
     ) -> pb.LoadResponse:
         route = self._route(request.map_name)
         self._limits.check_count(len(request.keys), "keys", request.map_name)
         requested = await self._lookup_keys(route, request.keys)
         keys = [key for key, _ in requested.values()]
+        # Every distinct key asked counts, those of an unknown schema as misses.
+        asked = len(set(request.keys))
         if not keys:
+            rec.loaded(asked=asked, found=0)
             return pb.LoadResponse()
+        provider, map_name, kind = self._provider, request.map_name, route.kind
         found = await self._deadline(
-            context, self._provider.load(request.map_name, route.kind, keys)
+            context,
+            rec,
+            "load",
+            self._writer.run("load", lambda: provider.load(map_name, kind, keys)),
         )
-        self._telemetry.begin_phase("encode")
+        with rec.phase("encode"):
+            response = await self._encode_found(request, requested, found, rec)
+        rec.loaded(asked=asked, found=len(response.entries))
+        return self._fit_load_answer(request.map_name, response, context)
+
+    async def _encode_found(
+        self,
+        request: pb.LoadRequest,
+        requested: dict[tuple[str, str], tuple[StoredKey, bytes]],
+        found: Sequence[StoreEntry],
+        rec: CallRecorder,
+    ) -> pb.LoadResponse:
+        """The answer's entries: each found row's value as the member's bytes."""
         response = pb.LoadResponse()
         schema_ids: set[int] = set()
-        for stored in found:
+        for count, stored in enumerate(found, 1):
+            if count % ENCODE_SLICE == 0:
+                await asyncio.sleep(0)  # let the other calls in
             asked = requested.get((stored.key.text, stored.key.format))
             if asked is None:
                 # Providers answer by text and format: a row of another key type
                 # (String "1" for Integer 1) is never one asked for.
                 continue
             key_bytes = asked[1]
-            encoded = await self._encode_stored(request.map_name, stored)
+            encoded = await self._encode_stored(request.map_name, stored, rec)
             if encoded is None:
                 continue
             schema_ids |= encoded.schema_ids
             response.entries.add(key=key_bytes, value=encoded.data)
         log.debug(
-            "Load map=%s keys=%d found=%d", request.map_name, len(keys), len(response.entries)
+            "Load map=%s keys=%d found=%d", request.map_name, len(requested), len(response.entries)
         )
         response.schemas.extend(self._schema_messages(schema_ids))
-        return self._fit_load_answer(request.map_name, response, context)
+        return response
 
     def _fit_load_answer(
         self, map_name: str, response: pb.LoadResponse, context: grpc.aio.ServicerContext
@@ -548,7 +575,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         """Bytes of a length-delimited protobuf field of ``length`` bytes (field number < 16)."""
         return 1 + (max(length.bit_length(), 1) + 6) // 7 + length
 
-    async def _encode_stored(self, map_name: str, stored: StoreEntry) -> EncodedValue | None:
+    async def _encode_stored(
+        self, map_name: str, stored: StoreEntry, rec: CallRecorder
+    ) -> EncodedValue | None:
         """A stored value's bytes, or None (reported) when the row cannot be read.
 
         One unreadable row never fails the call: the member gets every other entry.
@@ -556,6 +585,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         try:
             return await self._with_schemas(lambda: self._codec.encode_value(stored.value))
         except SidecarError as exc:
+            rec.unreadable_row()
             await self._unreadable.report(map_name, stored.key, exc)
             return None
 
@@ -576,53 +606,61 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     # -- LoadAllKeys -----------------------------------------------------------------
 
-    async def _encode_stored_key(self, map_name: str, route: Route, key: StoredKey) -> bytes | None:
+    async def _encode_stored_key(
+        self, map_name: str, route: Route, key: StoredKey, rec: CallRecorder
+    ) -> EncodedValue | None:
         """A stored key's bytes, or None (reported) when the row cannot be read."""
         try:
             resolved = self._codec.resolve_key(route.kind, key)
             return await self._with_schemas(lambda: self._codec.encode_key(resolved))
         except SidecarError as exc:
+            rec.unreadable_row()
             await self._unreadable.report(map_name, key, exc)
             return None
 
     async def LoadAllKeys(
         self, request: pb.LoadAllKeysRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.KeyBatch]:
-        try:
-            route = self._route(request.map_name)
-            if route.initial_load_mode is InitialLoadMode.LAZY:
-                return
-            size = request.batch_size or self._limits.default_key_batch
-            if size > self._limits.max_key_batch:
-                raise InvalidRequestError(
-                    f"batch_size {size} exceeds the limit of {self._limits.max_key_batch}",
-                    map_name=request.map_name,
-                )
-            sent: set[int] = set()
-            total = 0
-            batches = self._provider.load_all_keys(request.map_name, route.kind, size)
+        with self._recorder("LoadAllKeys", request.map_name, context, None) as rec:
             try:
-                async for keys in batches:
-                    batch = pb.KeyBatch()
-                    for key in keys:
-                        data = await self._encode_stored_key(request.map_name, route, key)
-                        if data is None:
-                            continue
-                        batch.keys.append(data)
-                        if key.format.startswith("compact:"):
-                            # The member may know none of them after a full restart.
-                            schema_ids = self._codec.decode_value(data).schema_ids - sent
-                            batch.schemas.extend(self._schema_messages(schema_ids))
-                            sent |= schema_ids
-                    total += len(batch.keys)
-                    if batch.keys:
-                        yield batch
-            finally:
-                # The provider's iterator is closed on every path, the member cancelling
-                # the stream mid-way included, so nothing it holds outlives the stream.
-                close = getattr(batches, "aclose", None)
-                if close is not None:
-                    await close()
-            log.debug("LoadAllKeys map=%s keys=%d", request.map_name, total)
-        except Exception as exc:
-            await self._fail(context, f"LoadAllKeys on map '{request.map_name}'", exc)
+                async for batch in self._load_all_keys(request, rec):
+                    yield batch
+            except Exception as exc:
+                await self._fail(context, rec, f"LoadAllKeys on map '{request.map_name}'", exc)
+
+    async def _load_all_keys(
+        self, request: pb.LoadAllKeysRequest, rec: CallRecorder
+    ) -> AsyncIterator[pb.KeyBatch]:
+        route = self._route(request.map_name)
+        if route.initial_load_mode is InitialLoadMode.LAZY:
+            rec.keys_streamed(0)
+            return
+        size = request.batch_size or self._limits.default_key_batch
+        if size > self._limits.max_key_batch:
+            raise InvalidRequestError(
+                f"batch_size {size} exceeds the limit of {self._limits.max_key_batch}",
+                map_name=request.map_name,
+            )
+        sent: set[int] = set()
+        total = 0
+        # The provider's iterator is closed on every path, the member cancelling the
+        # stream mid-way included, so nothing it holds outlives the stream.
+        batches = self._provider.load_all_keys(request.map_name, route.kind, size)
+        async with contextlib.aclosing(batches):
+            async for keys in batches:
+                batch = pb.KeyBatch()
+                for key in keys:
+                    encoded = await self._encode_stored_key(request.map_name, route, key, rec)
+                    if encoded is None:
+                        continue
+                    batch.keys.append(encoded.data)
+                    # The member may know none of them after a full restart.
+                    schema_ids = encoded.schema_ids - sent
+                    if schema_ids:
+                        batch.schemas.extend(self._schema_messages(schema_ids))
+                        sent |= schema_ids
+                total += len(batch.keys)
+                rec.keys_streamed(len(batch.keys))
+                if batch.keys:
+                    yield batch
+        log.debug("LoadAllKeys map=%s keys=%d", request.map_name, total)

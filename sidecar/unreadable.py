@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from sidecar.providers.base import Provider, StoredKey, UnreadableRow
 
 log = logging.getLogger(__name__)
 
-#: Called once per skipped row with its map name: the metric hook.
-UnreadableCounter = Callable[[str], None]
 #: Distinct (map, key) pairs remembered as already logged and recorded; past it, a
 #: row may be logged again (the provider keeps its first record either way).
 _REMEMBERED = 100_000
-
-
-def count_nothing(map_name: str) -> None:
-    """Default metric hook: nothing to count into."""
 
 
 class UnreadableRows:
@@ -36,18 +29,18 @@ class UnreadableRows:
     Args:
         provider: where the rows are recorded (providers without the optional
             capability only log them).
-        counter: the metric hook, called for every skipped row.
+
+    The caller counts every skipped row (its call's recorder); this logs and
+    records each row once.
     """
 
-    def __init__(self, provider: Provider, counter: UnreadableCounter = count_nothing) -> None:
+    def __init__(self, provider: Provider) -> None:
         self._provider = provider
-        self._counter = counter
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: set[tuple[str, str, str]] = set()
 
     async def report(self, map_name: str, key: StoredKey, error: BaseException) -> None:
-        """Count the skipped row; the first time it is met, log and record it. Never raises."""
-        self._counter(map_name)
-        seen = (map_name, key.text)
+        """The first time a skipped row is met, log and record it. Never raises."""
+        seen = (map_name, key.text, key.format)
         if seen in self._seen:
             return
         if len(self._seen) >= _REMEMBERED:

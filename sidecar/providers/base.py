@@ -15,17 +15,23 @@ Semantics per store kind (the reference's persistence guide):
 * ``StoreKind.VIEW`` (``*_VIEW`` maps): upsert, the latest write wins.
 
 Third-party providers subclass :class:`Provider` and register the class in the
-``hz_sidecar.providers`` entry point group; the conformance suite in
-``tests/conformance.py`` states the behaviour they must show.
+``hz_sidecar.providers`` entry point group; the conformance suite,
+:mod:`sidecar.conformance`, states the behaviour they must show. A provider writes
+no retry, batching or deadline code: the sidecar's writer (:mod:`sidecar.writer`)
+gives every provider group commit, chunking, deadlines and retries, asking the
+provider only which of its errors are transient (:meth:`Provider.is_transient`).
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+T = TypeVar("T")
 
 
 class StoreKind(enum.StrEnum):
@@ -93,11 +99,24 @@ class StoreEntry:
 
 @dataclass(frozen=True, slots=True)
 class SchemaRecord:
-    """A Compact schema as persisted: its id, type name and (name, FieldKind id) pairs."""
+    """A Compact schema as persisted: its id, type name and (name, FieldKind id) pairs.
+
+    ``write_order`` is the order in which the schema's Java serializer writes its
+    variable-size fields, kept with the schema so that documents need not carry
+    it (see :mod:`sidecar.codec.jsonmap`):
+
+    * None: a legacy schema (persisted before write orders were kept, or by a
+      provider without :attr:`Provider.supports_write_order`). Nothing is claimed;
+      a document carries ``"@order"`` whenever its record is not in schema order.
+    * ``()``: pending, no order claimed yet; the first record that needs one
+      claims it (:meth:`Provider.claim_write_order`).
+    * the names of all the schema's variable-size fields, in the claimed order.
+    """
 
     schema_id: int
     type_name: str
     fields: tuple[tuple[str, int], ...]
+    write_order: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +152,17 @@ class UnreadableRow:
     seen_at_millis: int
 
 
+class RetryHook(Protocol):
+    """The sidecar's retry, as a provider receives it: run ``fn`` for ``operation``."""
+
+    def __call__(self, operation: str, fn: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+async def _run_once(operation: str, fn: Callable[[], Awaitable[T]]) -> T:
+    del operation
+    return await fn()
+
+
 class Provider(abc.ABC):
     """Base class of every provider.
 
@@ -148,9 +178,18 @@ class Provider(abc.ABC):
     #: False for per-process stores (SQLite, memory), which the configuration
     #: check refuses for a cluster of several members.
     shared: ClassVar[bool] = False
+    #: True when :meth:`put_schemas` keeps :attr:`SchemaRecord.write_order` and
+    #: :meth:`claim_write_order` is implemented. Without it every schema is legacy
+    #: (its documents carry ``"@order"`` when not in schema order).
+    supports_write_order: ClassVar[bool] = False
+
+    #: How long a call without a deadline retries transient failures (None: the
+    #: sidecar's default). PostgreSQL takes it from its ``retry-seconds`` setting.
+    retry_budget_seconds: float | None = None
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
+        self.retry: RetryHook = _run_once
 
     async def open(self) -> None:  # noqa: B027 - optional hook, idempotent by contract
         """Acquire resources (pools, files, migrations). Idempotent."""
@@ -158,12 +197,64 @@ class Provider(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, idempotent by contract
         """Release every resource. Idempotent; never hangs."""
 
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- what the sidecar's writer relies on ------------------------------------------
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a failure that a later attempt may not meet.
+
+        The sidecar's writer retries every store, delete and load that fails with
+        such an error, within the call's deadline; a provider writes no retry loop
+        of its own. The default: nothing is transient. ``exc`` may be one of the
+        provider's own :class:`sidecar.errors.SidecarError` wrapping the driver's
+        error as its ``__cause__``.
+        """
+        del exc
+        return False
+
+    def use_retry(self, hook: RetryHook) -> None:
+        """Give the provider the sidecar's retry (a value, bound to :meth:`is_transient`).
+
+        The writer retries whole calls already; a provider uses ``self.retry`` only
+        for work the writer cannot repeat as a whole, such as one page of
+        :meth:`load_all_keys` or its migrations at open. Until then it runs once.
+        """
+        self.retry = hook
+
+    def pool_stats(self) -> Mapping[str, int] | None:
+        """Gauges of the provider's connection pool (``pool_size``, ``pool_available``,
+        ``requests_waiting``, as psycopg_pool names them), or None without a pool."""
+        return None
+
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations; return the versions applied now.
 
         Providers without migrations return an empty list.
         """
         return []
+
+    async def pending_migrations(self) -> list[str]:
+        """The versions :meth:`migrate` would apply now, read without changing anything.
+
+        Works whether or not the provider is open, and never opens it for serving
+        (``open`` may migrate): ``hz-sidecar check`` reaches the store through it.
+
+        Raises:
+            NotImplementedError: the provider cannot tell without opening (the default).
+            StoreUnavailableError: the store cannot be reached.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not list pending migrations")
 
     @abc.abstractmethod
     async def is_available(self) -> bool:
@@ -195,16 +286,47 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def load_all_keys(
         self, map_name: str, kind: StoreKind, batch_size: int
-    ) -> AsyncIterator[list[StoredKey]]:
-        """Yield every stored key of the map in batches of at most ``batch_size``."""
+    ) -> AsyncGenerator[list[StoredKey], None]:
+        """Yield every stored key of the map in batches of at most ``batch_size``.
+
+        An async generator: the caller closes it (``aclose()``) when it stops early
+        (the member cancelled the stream), so it must hold no connection or
+        transaction across a ``yield`` that a close could not release.
+        """
 
     @abc.abstractmethod
     async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
-        """Persist schemas (idempotent: a known id is kept as it is)."""
+        """Persist schemas (idempotent: a known id is kept as it is).
+
+        A provider with :attr:`supports_write_order` keeps each record's
+        ``write_order`` as given (None, ``()`` or an order); others ignore it.
+        """
 
     @abc.abstractmethod
     async def get_schemas(self) -> list[SchemaRecord]:
-        """Return every persisted schema."""
+        """Return every persisted schema (with its ``write_order``, or None without
+        :attr:`supports_write_order`)."""
+
+    async def claim_write_order(
+        self, schema_id: int, order: tuple[str, ...]
+    ) -> tuple[str, ...] | None:
+        """Set a schema's write order if it is still pending; return the order it now has.
+
+        The first claim wins, atomically, also among sidecars sharing the store:
+        a later claim changes nothing and returns the order claimed first. A
+        legacy schema (write order None) stays legacy, and None is returned.
+
+        Args:
+            schema_id: a persisted schema.
+            order: the names of all its variable-size fields, in write order
+                (non-empty).
+
+        Raises:
+            NotImplementedError: the provider keeps no write orders
+                (:attr:`supports_write_order` is False).
+            UnknownSchemaError: no schema with this id is persisted.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not keep schema write orders")
 
     # -- dead letters (optional: ``on-poison: dead-letter`` needs them) -------------
 

@@ -7,10 +7,10 @@ for events, latest wins for views), so the conformance suite holds for it too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, UnknownSchemaError
 from sidecar.providers.base import (
     DeadLetter,
     Provider,
@@ -26,6 +26,7 @@ class MemoryProvider(Provider):
     """Dictionaries per (store kind, map); no settings."""
 
     name = "memory"
+    supports_write_order = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
@@ -71,7 +72,7 @@ class MemoryProvider(Provider):
 
     async def load_all_keys(
         self, map_name: str, kind: StoreKind, batch_size: int
-    ) -> AsyncIterator[list[StoredKey]]:
+    ) -> AsyncGenerator[list[StoredKey], None]:
         keys = [entry.key for entry in self._map(kind, map_name).values()]
         for start in range(0, len(keys), batch_size):
             yield keys[start : start + batch_size]
@@ -82,6 +83,18 @@ class MemoryProvider(Provider):
 
     async def get_schemas(self) -> list[SchemaRecord]:
         return list(self._schemas.values())
+
+    async def claim_write_order(
+        self, schema_id: int, order: tuple[str, ...]
+    ) -> tuple[str, ...] | None:
+        if not order:
+            raise ValueError("a claimed write order names the schema's variable-size fields")
+        schema = self._schemas.get(schema_id)
+        if schema is None:
+            raise UnknownSchemaError(schema_id)
+        if schema.write_order == ():
+            schema = self._schemas[schema_id] = dataclasses.replace(schema, write_order=order)
+        return schema.write_order
 
     async def put_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         for letter in letters:

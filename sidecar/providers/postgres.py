@@ -31,7 +31,7 @@ import math
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -42,12 +42,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.numeric import Int8
 
+from sidecar.deadline import call_deadline, remaining
 from sidecar.errors import (
     ConfigError,
     SidecarError,
     StoreError,
     StoreTimeoutError,
     StoreUnavailableError,
+    UnknownSchemaError,
 )
 from sidecar.providers.base import (
     DeadLetter,
@@ -60,7 +62,6 @@ from sidecar.providers.base import (
     StoreKind,
     UnreadableRow,
 )
-from sidecar.retry import RetryPolicy, call_deadline, is_transient, remaining, run_with_retry
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +269,44 @@ def bundled_migrations() -> list[Migration]:
 # -- Errors ----------------------------------------------------------------------
 
 
+#: SQLSTATEs worth a second attempt (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+TRANSIENT_SQLSTATES: Final[frozenset[str]] = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "57P01",  # admin_shutdown: the server is stopping (smart/fast shutdown)
+        "57P02",  # crash_shutdown: another backend crashed, the server restarts
+        "57P03",  # cannot_connect_now: the server is starting up or shutting down
+        "53300",  # too_many_connections
+    }
+)
+#: SQLSTATE class 08: connection exceptions.
+_CONNECTION_EXCEPTION_CLASS: Final = "08"
+
+
+def transient_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a psycopg failure that a later attempt may not meet.
+
+    Only failures that a second attempt can fix: a lost connection, a server that
+    is shutting down or starting up, too many connections, and the two conflicts
+    PostgreSQL tells the client to retry (serialization failure, deadlock;
+    https://www.postgresql.org/docs/current/mvcc-serialization-failure-handling.html).
+    Everything else (a constraint violation, bad JSON, a statement timeout) fails at
+    once: retrying would only repeat it, and a canceled statement already used the
+    time it was given.
+    """
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return False  # the provider is closing: nothing will come back
+    sqlstate = exc.sqlstate
+    if sqlstate is None:
+        # Raised by the client, not the server: the connection broke (or the
+        # pool found none in time); only OperationalError means that.
+        return isinstance(exc, psycopg.OperationalError)
+    return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith(_CONNECTION_EXCEPTION_CLASS)
+
+
 def store_error(exc: BaseException, *, operation: str, map_name: str | None) -> SidecarError:
     """The sidecar error for a failure of ``operation`` on ``map_name``."""
     if isinstance(exc, SidecarError):
@@ -279,7 +318,7 @@ def store_error(exc: BaseException, *, operation: str, map_name: str | None) -> 
     message = f"postgres {operation} failed: {cause}"
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return StoreTimeoutError(message, map_name=map_name)
-    if is_transient(exc) or isinstance(exc, psycopg.OperationalError):
+    if transient_error(exc) or isinstance(exc, psycopg.OperationalError):
         return StoreUnavailableError(message, map_name=map_name)
     return StoreError(message, map_name=map_name)
 
@@ -319,11 +358,12 @@ class PostgresProvider(Provider):
 
     name = "postgres"
     shared = True
+    supports_write_order = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
         self.config = PostgresSettings.from_mapping(settings)
-        self.retry_policy = RetryPolicy()
+        self.retry_budget_seconds = self.config.retry_seconds
         self._pool: psycopg_pool.AsyncConnectionPool[Connection] | None = None
         #: When each pooled connection was last given back (for the idle check).
         self._returned_at: weakref.WeakKeyDictionary[Connection, float] = (
@@ -441,13 +481,30 @@ class PostgresProvider(Provider):
         caller = call_deadline.get()
         return own if caller is None else min(caller, own)
 
+    def is_transient(self, exc: BaseException) -> bool:
+        """A lost connection or a SQLSTATE worth a second attempt (:func:`transient_error`),
+        raised as it is or as the cause of this provider's own error."""
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, psycopg.Error):
+                return transient_error(seen)
+            seen = seen.__cause__
+        return False
+
     async def _run(
         self,
         operation: str,
         map_name: str | None,
         work: Callable[[Connection], Awaitable[T]],
+        *,
+        retried: bool = False,
     ) -> T:
-        """Run ``work`` on a pooled connection, retrying transient failures until the deadline."""
+        """Run ``work`` on a pooled connection, waiting for one until the call's deadline.
+
+        The sidecar's writer retries whole calls (store, load, delete, ...); ``retried``
+        runs ``work`` through the retry hook it gave this provider instead, for what the
+        writer cannot repeat as a whole: one page of ``load_all_keys``, a migration.
+        """
         deadline = self._deadline()
 
         async def attempt() -> T:
@@ -462,7 +519,7 @@ class PostgresProvider(Provider):
                 return await work(conn)
 
         try:
-            return await run_with_retry(self.retry_policy, attempt, deadline=deadline)
+            return await (self.retry(operation, attempt) if retried else attempt())
         except (psycopg.Error, OSError) as exc:
             raise store_error(exc, operation=operation, map_name=map_name) from exc
 
@@ -610,13 +667,13 @@ class PostgresProvider(Provider):
 
     async def load_all_keys(
         self, map_name: str, kind: StoreKind, batch_size: int
-    ) -> AsyncIterator[list[StoredKey]]:
+    ) -> AsyncGenerator[list[StoredKey], None]:
         """Yield the map's keys in key order, one page query per batch.
 
         Keyset pagination (``WHERE (key, format) > last ORDER BY ... LIMIT n``): no
         connection or transaction is held between batches, so a member that
         reads the stream slowly, or never finishes it, holds nothing of the
-        pool. Each page is one statement, retried like any other call. Batches
+        pool. Each page is one statement, retried through the sidecar's retry hook. Batches
         hold at most ``batch_size`` keys and never more than
         ``load-all-keys-batch-size``.
         """
@@ -647,7 +704,7 @@ class PostgresProvider(Provider):
                 cur = await conn.execute(query, params)
                 return await cur.fetchall()
 
-            rows = await self._run("load_all_keys", map_name, page)
+            rows = await self._run("load_all_keys", map_name, page, retried=True)
             if not rows:
                 return
             yield [_key(text, key_format, data) for text, key_format, data in rows]
@@ -660,9 +717,10 @@ class PostgresProvider(Provider):
         if not schemas:
             return
         query = sql.SQL(
-            "INSERT INTO {table} (schema_id, type_name, fields)"
-            " SELECT id, tn, f::jsonb FROM unnest(%b::int8[], %b::text[], %b::text[])"
-            " AS u(id, tn, f) ON CONFLICT (schema_id) DO NOTHING"
+            "INSERT INTO {table} (schema_id, type_name, fields, write_order)"
+            " SELECT id, tn, f::jsonb, w::jsonb"
+            " FROM unnest(%b::int8[], %b::text[], %b::text[], %b::text[])"
+            " AS u(id, tn, f, w) ON CONFLICT (schema_id) DO NOTHING"
         ).format(table=self._schemas_table)
         params = (
             _int8s([s.schema_id for s in schemas]),
@@ -671,6 +729,7 @@ class PostgresProvider(Provider):
                 json.dumps([{"name": name, "kind": kind} for name, kind in s.fields])
                 for s in schemas
             ],
+            _texts([_write_order_json(s.write_order) for s in schemas]),
         )
 
         async def work(conn: Connection) -> None:
@@ -682,7 +741,8 @@ class PostgresProvider(Provider):
     async def get_schemas(self) -> list[SchemaRecord]:
         """Every persisted schema, fields in their schema order."""
         query = sql.SQL(
-            "SELECT schema_id, type_name, fields::text FROM {table} ORDER BY schema_id"
+            "SELECT schema_id, type_name, fields::text, write_order::text FROM {table}"
+            " ORDER BY schema_id"
         ).format(table=self._schemas_table)
 
         async def work(conn: Connection) -> list[tuple[Any, ...]]:
@@ -695,9 +755,42 @@ class PostgresProvider(Provider):
                 schema_id=schema_id,
                 type_name=type_name,
                 fields=tuple((f["name"], int(f["kind"])) for f in json.loads(fields)),
+                write_order=_write_order(write_order),
             )
-            for schema_id, type_name, fields in rows
+            for schema_id, type_name, fields, write_order in rows
         ]
+
+    async def claim_write_order(
+        self, schema_id: int, order: tuple[str, ...]
+    ) -> tuple[str, ...] | None:
+        """One UPDATE that sets the order only where it is pending and returns the row's order.
+
+        Safe among sidecars sharing the database: a concurrent claim waits for the
+        first one's row lock and then, under READ COMMITTED, re-evaluates the
+        statement on the row as committed, so the CASE keeps the first order and
+        RETURNING gives it back
+        (https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMMITTED).
+        A second statement reading the row would not do: its snapshot could predate
+        the first claim's commit.
+        """
+        if not order:
+            raise ValueError("a claimed write order names the schema's variable-size fields")
+        query = sql.SQL(
+            "UPDATE {table} SET write_order ="
+            " CASE WHEN write_order = '[]'::jsonb THEN %s::jsonb ELSE write_order END"
+            " WHERE schema_id = %s RETURNING write_order::text"
+        ).format(table=self._schemas_table)
+        params = (_write_order_json(order), Int8(schema_id))
+
+        async def work(conn: Connection) -> list[tuple[Any, ...]]:
+            async with conn.transaction():
+                cur = await conn.execute(query, params)
+                return await cur.fetchall()
+
+        rows = await self._run(f"claim_write_order of schema {schema_id}", None, work)
+        if not rows:
+            raise UnknownSchemaError(schema_id)
+        return _write_order(rows[0][0])
 
     # -- Dead letters ----------------------------------------------------------------
 
@@ -970,7 +1063,7 @@ class PostgresProvider(Provider):
             return applied_now
 
         try:
-            applied_now = await self._run("migrate", None, work)
+            applied_now = await self._run("migrate", None, work, retried=True)
         finally:
             if opened_here:
                 await self.close()
@@ -980,8 +1073,62 @@ class PostgresProvider(Provider):
             logger.info("postgres schema %r is up to date", schema)
         return applied_now
 
+    async def pending_migrations(self) -> list[str]:
+        """The bundled migrations not applied yet, read in a read-only transaction.
+
+        Takes no lock and creates nothing (no schema, no history table), on a
+        connection of its own: works whether or not the provider is open.
+
+        Raises:
+            StoreError: an applied migration's file changed since (as :meth:`migrate`).
+            StoreUnavailableError: the server cannot be reached.
+        """
+        migrations = bundled_migrations()
+        config = self.config
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
+        }
+        if "application_name" not in conninfo_to_dict(config.dsn):
+            kwargs["application_name"] = _APPLICATION_NAME
+        applied: dict[int, str] = {}
+        try:
+            async with await psycopg.AsyncConnection.connect(config.dsn, **kwargs) as conn:
+                async with conn.transaction():
+                    await conn.execute("SET TRANSACTION READ ONLY")
+                    cur = await conn.execute(
+                        "SELECT to_regclass(%s) IS NOT NULL",
+                        (self._history_table.as_string(conn),),
+                    )
+                    row = await cur.fetchone()
+                    if row is not None and row[0]:
+                        cur = await conn.execute(
+                            sql.SQL("SELECT version, checksum FROM {history}").format(
+                                history=self._history_table
+                            )
+                        )
+                        applied = dict(await cur.fetchall())
+        except (psycopg.Error, OSError) as exc:
+            raise store_error(exc, operation="pending_migrations", map_name=None) from exc
+        for migration in migrations:
+            if applied.get(migration.version, migration.checksum) != migration.checksum:
+                raise StoreError(
+                    f"postgres migration V{migration.version} ({migration.description}) "
+                    f"changed after it was applied to schema {config.schema!r}: checksum mismatch"
+                )
+        return [str(m.version) for m in migrations if m.version not in applied]
+
 
 # -- Parameters and rows ----------------------------------------------------------
+
+
+def _write_order_json(order: tuple[str, ...] | None) -> str | None:
+    """A schema's write order as its JSONB column holds it: NULL (legacy) or an array."""
+    return None if order is None else json.dumps(list(order))
+
+
+def _write_order(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(str(name) for name in json.loads(text))
 
 
 def _int8s(values: Sequence[int | None]) -> list[int | None]:

@@ -20,12 +20,12 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sidecar.errors import ConfigError, StoreError, StoreUnavailableError
+from sidecar.errors import ConfigError, StoreError, StoreUnavailableError, UnknownSchemaError
 from sidecar.providers.base import (
     DeadLetter,
     EventColumns,
@@ -173,6 +173,16 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        4,
+        "schema write orders",
+        # The order in which a schema's Java serializer writes its variable-size
+        # fields, as a JSON array: NULL for schemas persisted before (legacy, their
+        # documents keep "@order"), [] while pending, else the claimed order.
+        """
+        ALTER TABLE hz_sidecar_schemas ADD COLUMN write_order TEXT
+        """,
+    ),
 )
 
 _EVENT_INSERT = """
@@ -208,6 +218,8 @@ _IN_CHUNK = 900
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 #: How often the health probe looks for progress of a busy worker.
 _PROBE_POLL_SECONDS = 0.05
+#: How long ``close`` waits for the worker to finish what was queued before it.
+_CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 class _StatementWorker(ThreadPoolExecutor):
@@ -244,6 +256,7 @@ class SQLiteProvider(Provider):
     ``synchronous`` (FULL by default), ``busy-timeout-ms`` (5000)."""
 
     name = "sqlite"
+    supports_write_order = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
@@ -301,14 +314,77 @@ class SQLiteProvider(Provider):
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         self._conn = conn
 
-    async def close(self) -> None:
+    # A bound that logs, as psycopg_pool's close(timeout): cancelling the close instead
+    # (asyncio.timeout) would stop it half-way.
+    async def close(self, timeout: float = _CLOSE_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109
+        """Close the connection once the statements queued before it are done, and end
+        the worker thread; idempotent, and the event loop never waits on the thread.
+
+        Waits at most ``timeout`` seconds for the worker: one stuck on a statement (a
+        lock another process holds, a frozen filesystem) is logged and left to close
+        the connection itself when that statement returns.
+        """
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        # Queued after the calls already submitted, which still find the connection;
+        # calls made from now on are refused (no executor).
+        closed = executor.submit(self._close_connection)
+        # No join here: the thread exits by itself once its queue is empty.
+        executor.shutdown(wait=False)
+        done, _ = await asyncio.wait({asyncio.wrap_future(closed)}, timeout=timeout)
+        if not done:
+            log.warning(
+                "SQLite store %s: the worker is still busy after %.1f s; it closes the "
+                "connection when its statement returns",
+                self.path,
+                timeout,
+            )
+        elif closed.exception() is not None:
+            log.warning(
+                "SQLite store %s: closing the connection failed",
+                self.path,
+                exc_info=closed.exception(),
+            )
+
+    def _close_connection(self) -> None:
+        """On the worker thread: the connection's last task."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-        executor.shutdown(wait=True)
+            conn.close()
+
+    async def pending_migrations(self) -> list[str]:
+        """The migrations :meth:`migrate` would apply, read through a read-only connection
+        of its own (works whether or not the provider is open); a database file that
+        does not exist lacks them all, and is not created."""
+        return await asyncio.to_thread(self._pending_migrations)
+
+    def _pending_migrations(self) -> list[str]:
+        versions = [version for version, _, _ in _MIGRATIONS]
+        path = Path(self.path)
+        if self.path == ":memory:" or not path.exists():
+            return [str(version) for version in versions]
+        if path.is_dir():
+            raise ConfigError(f"provider.settings.path: {self.path} is a directory")
+        # Read-only. A WAL database closed cleanly has no -wal file and everything in
+        # its main file, which is then opened immutable: read-only alone would still
+        # create the -wal and -shm files. With a -wal file (a sidecar has the store
+        # open), the newest pages may be in it: read through it, read-only
+        # (https://www.sqlite.org/uri.html#urimode, #uriimmutable).
+        wal = path.with_name(f"{path.name}-wal")
+        query = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                (current,) = conn.execute("PRAGMA user_version").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"SQLite store {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+        return [str(version) for version in versions if version > current]
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations; works whether or not the provider is open."""
@@ -344,6 +420,21 @@ class SQLiteProvider(Provider):
         return applied
 
     # -- plumbing ----------------------------------------------------------------
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """The database is locked by another connection (SQLITE_BUSY, SQLITE_LOCKED),
+        past ``busy-timeout-ms``: a later attempt may find it free
+        (https://www.sqlite.org/rescode.html#busy)."""
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, sqlite3.Error):
+                code = getattr(seen, "sqlite_errorcode", None)
+                return code is not None and code & 0xFF in (
+                    sqlite3.SQLITE_BUSY,
+                    sqlite3.SQLITE_LOCKED,
+                )
+            seen = seen.__cause__
+        return False
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -462,7 +553,7 @@ class SQLiteProvider(Provider):
 
     async def load_all_keys(
         self, map_name: str, kind: StoreKind, batch_size: int
-    ) -> AsyncIterator[list[StoredKey]]:
+    ) -> AsyncGenerator[list[StoredKey], None]:
         # Keyset pagination: no cursor is held open across awaits. The first page
         # has no lower bound, so that an empty-string key is not skipped.
         table, map_col, key_col, _ = _TABLES[kind]
@@ -484,27 +575,62 @@ class SQLiteProvider(Provider):
         return self._connection().execute(query, params).fetchall()
 
     async def put_schemas(self, schemas: Sequence[SchemaRecord]) -> None:
-        rows = [(s.schema_id, s.type_name, json.dumps(s.fields)) for s in schemas]
+        rows = [
+            (s.schema_id, s.type_name, json.dumps(s.fields), _write_order_text(s.write_order))
+            for s in schemas
+        ]
         if rows:
             await self._run(
                 self._transaction,
-                "INSERT INTO hz_sidecar_schemas (schema_id, type_name, fields) VALUES (?, ?, ?) "
-                "ON CONFLICT (schema_id) DO NOTHING",
+                "INSERT INTO hz_sidecar_schemas (schema_id, type_name, fields, write_order)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (schema_id) DO NOTHING",
                 rows,
             )
 
     async def get_schemas(self) -> list[SchemaRecord]:
         rows = await self._run(
-            self._fetch, "SELECT schema_id, type_name, fields FROM hz_sidecar_schemas", ()
+            self._fetch,
+            "SELECT schema_id, type_name, fields, write_order FROM hz_sidecar_schemas",
+            (),
         )
         return [
             SchemaRecord(
                 schema_id=row[0],
                 type_name=row[1],
                 fields=tuple((str(name), int(kind)) for name, kind in json.loads(row[2])),
+                write_order=_write_order(row[3]),
             )
             for row in rows
         ]
+
+    async def claim_write_order(
+        self, schema_id: int, order: tuple[str, ...]
+    ) -> tuple[str, ...] | None:
+        if not order:
+            raise ValueError("a claimed write order names the schema's variable-size fields")
+        found = await self._run(self._claim_write_order, schema_id, _write_order_text(order))
+        if not found:
+            raise UnknownSchemaError(schema_id)
+        return _write_order(found[0][0])
+
+    def _claim_write_order(self, schema_id: int, order: str) -> list[Any]:
+        # One statement: only a pending order ('[]') is replaced, and the row's
+        # order after the update is returned, whoever claimed it (other processes
+        # may share the file; the statement's write lock orders them).
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "UPDATE hz_sidecar_schemas SET write_order ="
+                " CASE WHEN write_order = '[]' THEN ? ELSE write_order END"
+                " WHERE schema_id = ? RETURNING write_order",
+                (order, schema_id),
+            ).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return rows
 
     async def put_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         rows = [(d.map_name, d.key, d.value, d.error, d.dead_lettered_at_millis) for d in letters]
@@ -637,6 +763,15 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
     except sqlite3.Error:
         log.warning("SQLite ROLLBACK after a failed statement failed too", exc_info=True)
+
+
+def _write_order_text(order: tuple[str, ...] | None) -> str | None:
+    """A schema's write order as its column holds it: NULL (legacy) or a JSON array."""
+    return None if order is None else json.dumps(list(order), ensure_ascii=False)
+
+
+def _write_order(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(str(name) for name in json.loads(text))
 
 
 def _blob(value: bytes | None) -> bytes | None:

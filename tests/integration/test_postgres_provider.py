@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from sidecar.deadline import deadline_scope
 from sidecar.errors import ConfigError, StoreError, StoreTimeoutError, StoreUnavailableError
 from sidecar.providers.base import (
     EventColumns,
@@ -23,7 +24,6 @@ from sidecar.providers.base import (
     StoreKind,
 )
 from sidecar.providers.postgres import PostgresProvider, bundled_migrations, masked_dsn
-from sidecar.retry import deadline_scope
 from tests.pgserver import PostgresServer
 
 EVENT, VIEW = StoreKind.EVENT, StoreKind.VIEW

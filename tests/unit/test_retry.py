@@ -1,4 +1,4 @@
-"""The retry policy: transient store failures only, bounded by the call's deadline."""
+"""The retry policy: transient failures only (the provider says which), within the deadline."""
 
 from __future__ import annotations
 
@@ -9,9 +9,20 @@ import psycopg_pool
 import pytest
 from psycopg import errors
 
-from sidecar.retry import RetryPolicy, call_deadline, deadline_scope, is_transient, run_with_retry
+from sidecar.deadline import call_deadline, deadline_scope
+from sidecar.errors import StoreUnavailableError
+from sidecar.providers.postgres import PostgresProvider, store_error, transient_error
+from sidecar.retry import Retrying, RetryPolicy
 
 FAST = RetryPolicy(initial_wait=0.001, max_wait=0.01, max_attempts=5)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return transient_error(exc)
+
+
+async def run_with_retry(policy: RetryPolicy, fn: object, *, deadline: float | None) -> object:
+    return await Retrying(policy, transient_error).run("test", fn, deadline=deadline)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -130,6 +141,55 @@ def test_deadline_scopes_nest_and_the_earlier_deadline_wins() -> None:
         with deadline_scope(None) as inner:
             assert inner == outer
     assert call_deadline.get() is None
+
+
+def test_postgres_calls_its_own_errors_transient_by_their_cause() -> None:
+    provider = PostgresProvider({"dsn": "postgresql://localhost/db"})
+    down = psycopg.OperationalError("server closed the connection unexpectedly")
+    wrapped = store_error(down, operation="store", map_name="M_VIEW")
+    wrapped.__cause__ = down
+    assert isinstance(wrapped, StoreUnavailableError)
+    assert provider.is_transient(wrapped)
+    refused = store_error(errors.UniqueViolation(), operation="store", map_name="M_VIEW")
+    refused.__cause__ = errors.UniqueViolation()
+    assert not provider.is_transient(refused)
+    assert not provider.is_transient(ValueError("not a store failure"))
+
+
+async def test_every_retry_is_told_to_the_callback_it_was_given() -> None:
+    told: list[tuple[str, int, str]] = []
+    failures = [errors.AdminShutdown(), errors.DeadlockDetected()]
+
+    async def flaky() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "ok"
+
+    retrying = Retrying(
+        FAST, transient_error, lambda op, n, exc: told.append((op, n, type(exc).__name__))
+    )
+    assert await retrying.run("store", flaky) == "ok"
+    assert told == [("store", 1, "AdminShutdown"), ("store", 2, "DeadlockDetected")]
+
+
+async def test_without_an_argument_the_call_deadline_bounds_the_retries() -> None:
+    calls = 0
+
+    async def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise errors.CannotConnectNow()
+
+    policy = RetryPolicy(initial_wait=0.05, max_wait=0.05, max_attempts=1000)
+    with deadline_scope(0.0), pytest.raises(errors.CannotConnectNow):
+        await Retrying(policy, transient_error).run("load", down)
+    assert calls == 1
+
+
+def test_a_call_without_a_deadline_retries_within_the_policy_budget() -> None:
+    before = time.monotonic()
+    deadline = RetryPolicy(budget_seconds=7.0).deadline()
+    assert 7.0 <= deadline - before < 8.0
 
 
 def test_a_policy_is_an_immutable_value() -> None:

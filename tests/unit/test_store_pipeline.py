@@ -15,7 +15,6 @@ import grpc
 import pytest
 
 from hzsidecar.v1 import mapstore_pb2 as pb
-from sidecar.batching import GroupCommit
 from sidecar.codec import SchemaRegistry
 from sidecar.config import MapRoute, PersistenceConfig
 from sidecar.errors import StoreUnavailableError
@@ -23,6 +22,7 @@ from sidecar.providers.base import StoredKey, StoreEntry, StoreKind
 from sidecar.providers.memory import MemoryProvider
 from sidecar.routing import Router
 from sidecar.service import MapStoreService
+from sidecar.writer import Writer
 from tests.hzclient import ClientSerialization
 
 SERIALIZATION = ClientSerialization()
@@ -74,8 +74,7 @@ def service(provider: Recording, *, group_commit: bool = False, rows: int = 100)
         provider=provider,
         router=router,
         registry=SchemaRegistry(),
-        group_commit=GroupCommit(provider) if group_commit else None,
-        pipeline_rows=rows,
+        writer=Writer(provider, group_commit=group_commit, chunk_rows=rows),
     )
 
 
