@@ -1,9 +1,9 @@
-"""``hz-sidecar adopt``: rewrite the reference framework's rows into the sidecar's form.
+"""Rewriting the reference framework's rows into the sidecar's form (``hz-sidecar adopt``).
 
 The sidecar reads rows that the reference framework's own MapStores wrote as
 they are (:meth:`sidecar.codec.DataCodec.resolve_key`,
 :meth:`~sidecar.codec.DataCodec.rebuild_framework_value`), so adopting it needs
-no migration. This command is for operators who want to finish one: each
+no migration. Adopting is for operators who want to finish one: each
 ``domain_events`` / ``domain_views`` row without value format gets the value
 columns the sidecar writes (value format, type name, schema id), and its
 ``_schemaType`` / ``_fieldKinds`` / ``_fields`` document becomes the sidecar's
@@ -21,22 +21,21 @@ It is safe while members and sidecars are up, and resumable:
 * a row that cannot be read is left as it is, counted, and recorded like a
   load would (``hz-sidecar unreadable list``).
 
-``--dry-run`` reads and converts every row and reports the counts without
-writing anything.
+``dry_run`` reads and converts every row and reports the counts without
+writing anything. The command itself, which opens the configured provider, is
+:mod:`sidecar.cli.adopt`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import sys
 from dataclasses import dataclass, field
-from typing import TextIO
 
-from sidecar.codec import DataCodec, SchemaRegistry
+from sidecar.codec import DataCodec
 from sidecar.codec.jsonmap import dumps, record_to_json
-from sidecar.config import SidecarConfig
-from sidecar.errors import SidecarError
-from sidecar.providers import create_provider
+from sidecar.codec.schemas import settle_write_orders
+from sidecar.errors import SidecarError, WriteOrderNeeded
 from sidecar.providers.base import Provider, StoredValue, StoreEntry, StoreKind
 from sidecar.unreadable import UnreadableRows
 
@@ -72,7 +71,9 @@ def convert(
         schema_ids = encoded.schema_ids
         value = StoredValue(
             format="compact",
-            document=dumps(record_to_json(record)),
+            # Against the registry: a schema whose write order a Java class claimed gets
+            # this record's own (schema) order named in its document.
+            document=dumps(record_to_json(record, codec.registry)),
             type_name=record.type_name,
             schema_id=record.schema_id,
         )
@@ -105,8 +106,17 @@ async def adopt(
             rows: list[tuple[str, StoreEntry]] = []
             used: set[int] = set()
             for name, entry in page:
+                step = functools.partial(convert, codec, kind, entry)
                 try:
-                    converted, schema_ids = convert(codec, kind, entry)
+                    try:
+                        converted, schema_ids = step()
+                    except WriteOrderNeeded:
+                        if dry_run:  # convertible once its schema's order is claimed
+                            counts.converted[kind] += 1
+                            continue
+                        converted, schema_ids = await settle_write_orders(
+                            step, codec.registry, provider
+                        )
                 except SidecarError as exc:
                     counts.unreadable[kind] += 1
                     if not dry_run:
@@ -131,38 +141,3 @@ async def adopt(
                 after[0],
             )
     return counts
-
-
-async def adopt_command(
-    config: SidecarConfig,
-    *,
-    dry_run: bool,
-    batch_size: int = DEFAULT_BATCH,
-    map_name: str | None = None,
-    out: TextIO = sys.stdout,
-) -> int:
-    """``hz-sidecar adopt [--dry-run]``: exit 0, or 1 when some row could not be read."""
-    provider = create_provider(config.provider.name, config.provider.settings)
-    await provider.open()
-    try:
-        registry = SchemaRegistry()
-        for record in await provider.get_schemas():
-            registry.add(record)
-        codec = DataCodec(registry, max_depth=config.limits.max_nesting_depth)
-        counts = await adopt(
-            provider, codec, dry_run=dry_run, batch_size=batch_size, map_name=map_name
-        )
-    finally:
-        await provider.close()
-    for kind, table in ((StoreKind.EVENT, "domain_events"), (StoreKind.VIEW, "domain_views")):
-        done = (
-            f"{counts.converted[kind]} would be rewritten"
-            if dry_run
-            else f"{counts.rewritten[kind]} rewritten"
-        )
-        print(
-            f"{table}: {counts.found[kind]} row(s) of the reference framework, {done}, "
-            f"{counts.unreadable[kind]} unreadable (left as they are)",
-            file=out,
-        )
-    return 1 if any(counts.unreadable.values()) else 0

@@ -93,7 +93,7 @@ async def member_bytes(provider: Provider, codec: DataCodec) -> dict[tuple[str, 
         for stored in await provider.load(name, kind, keys):
             key = codec.resolve_key(kind, stored.key)
             result[(name, stored.key.text)] = (
-                codec.encode_key(key) + codec.encode_value(stored.value).data
+                codec.encode_key(key).data + codec.encode_value(stored.value).data
             )
     return result
 

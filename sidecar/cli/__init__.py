@@ -1,34 +1,44 @@
-"""``hz-sidecar``: run the sidecar, check a configuration, apply migrations.
+"""``hz-sidecar``: run the sidecar, check a configuration, apply migrations, and the
+operator's commands (dead letters, unreadable rows, adopting the reference
+framework's rows, the members' map configuration).
 
-Exit codes: 0 success; 1 unexpected failure; 2 invalid configuration or usage;
-3 the provider cannot be reached (``check``, ``migrate``, or ``run`` at start).
+The top of the layering (DESIGN.md): this package may import every other module of
+the sidecar, and none imports it. One module per command family; this one parses
+the arguments and maps errors to exit codes (:mod:`sidecar.cli.exit_codes`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import sys
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from sidecar.cli.adopt import adopt_command
+from sidecar.cli.dlq import dlq_command
+from sidecar.cli.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE
+from sidecar.cli.logs import configure_logging
+from sidecar.cli.store import check_command, migrate_command
+from sidecar.cli.unreadable import unreadable_command
 from sidecar.cluster_check import check_store_for_cluster
 from sidecar.config import SidecarConfig, load_config
 from sidecar.errors import ConfigError, SidecarError, StoreError, StoreUnavailableError
 from sidecar.member_config import DEFAULT_DEADLINE_MS, render_member_yaml
-from sidecar.providers import create_provider
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-EXIT_UNAVAILABLE = 3
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "configure_logging",
+    "main",
+]
 
-log = logging.getLogger("sidecar")
+#: A command, bound to its parsed arguments, run with the loaded configuration.
+Command = Callable[[SidecarConfig], Coroutine[Any, Any, int]]
 
 
 def _version() -> str:
@@ -36,38 +46,6 @@ def _version() -> str:
         return version("hz-sidecar")
     except PackageNotFoundError:
         return "unknown"
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line; structured ``extra`` fields are kept."""
-
-    _RESERVED = frozenset(vars(logging.makeLogRecord({})))
-
-    def format(self, record: logging.LogRecord) -> str:
-        document = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name, value in vars(record).items():
-            if name not in self._RESERVED and not name.startswith("_"):
-                document[name] = value
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str)
-
-
-def configure_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,7 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 
     for sub in (
         command("run", "Serve the MapStore gRPC service until SIGTERM/SIGINT."),
-        command("check", "Validate the configuration and reach the provider."),
+        command(
+            "check",
+            "Validate the configuration and reach the provider; list the migrations "
+            "`migrate` would apply. Changes nothing.",
+        ),
     ):
         sub.add_argument(
             "--member-config",
@@ -164,98 +146,15 @@ def _load(args: argparse.Namespace) -> SidecarConfig:
     return config
 
 
-async def _check(config: SidecarConfig) -> int:
-    provider = create_provider(config.provider.name, config.provider.settings)
-    try:
-        await provider.open()
-        if not await provider.is_available():
-            print(f"provider {config.provider.name}: not available", file=sys.stderr)
-            return EXIT_UNAVAILABLE
-    finally:
-        await provider.close()
-    routes = ", ".join(f"{r.pattern} -> {r.kind.value}" for r in config.maps)
-    print(
-        f"configuration OK; provider {config.provider.name} available; "
-        f"listen {config.listen.address}; routes: {routes}; "
-        f"persistence {'enabled' if config.persistence.enabled else 'disabled'}"
-    )
-    return EXIT_OK
-
-
-async def _migrate(config: SidecarConfig) -> int:
-    provider = create_provider(config.provider.name, config.provider.settings)
-    try:
-        applied = await provider.migrate()
-    finally:
-        await provider.close()
-    print(f"applied migrations: {', '.join(applied)}" if applied else "schema is up to date")
-    return EXIT_OK
-
-
 async def _run(config: SidecarConfig) -> int:
+    # Imported here: the other commands need neither the server nor gRPC's servers.
     from sidecar.server import serve
 
     await serve(config)
     return EXIT_OK
 
 
-def _dlq(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
-    from sidecar.deadletter import dlq_command
-
-    async def run(config: SidecarConfig) -> int:
-        return await dlq_command(
-            config,
-            args.action,
-            map_name=args.map_name,
-            letter_id=args.letter_id,
-            purge_all=args.purge_all,
-            include_missing=args.include_missing,
-        )
-
-    return run
-
-
-def _adopt(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
-    from sidecar.adopt import adopt_command
-
-    async def run(config: SidecarConfig) -> int:
-        if args.batch_size < 1:
-            raise ConfigError("adopt --batch-size must be at least 1")
-        return await adopt_command(
-            config, dry_run=args.dry_run, batch_size=args.batch_size, map_name=args.map_name
-        )
-
-    return run
-
-
-def _unreadable(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
-    async def run(config: SidecarConfig) -> int:
-        provider = create_provider(config.provider.name, config.provider.settings)
-        await provider.open()
-        try:
-            if args.action == "purge":
-                count = await provider.delete_unreadable_rows(map_name=args.map_name)
-                print(f"purged {count} record(s) of unreadable rows")
-                return EXIT_OK
-            rows = await provider.list_unreadable_rows(map_name=args.map_name)
-        except NotImplementedError as exc:
-            print(f"hz-sidecar: {exc}: unreadable rows are only logged", file=sys.stderr)
-            return EXIT_FAILURE
-        finally:
-            await provider.close()
-        for row in rows:
-            at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row.seen_at_millis / 1000))
-            print(
-                f"map={row.map_name!r} key={row.key_text!r} format={row.key_format or None!r} "
-                f"first_seen={at}Z error={row.error!r}"
-            )
-        print(f"{len(rows)} unreadable row(s)")
-        return EXIT_OK
-
-    return run
-
-
-def _member_config(args: argparse.Namespace) -> Callable[[SidecarConfig], Coroutine[Any, Any, int]]:
+def _member_config(args: argparse.Namespace) -> Command:
     async def render(config: SidecarConfig) -> int:
         text = render_member_yaml(
             config, address=args.address, deadline_ms=args.deadline_ms, source=args.config
@@ -273,22 +172,43 @@ def _member_config(args: argparse.Namespace) -> Callable[[SidecarConfig], Corout
     return render
 
 
+def _command(args: argparse.Namespace) -> Command:
+    """The handler of the parsed command, bound to its arguments."""
+    name = args.command
+    if name == "run":
+        return _run
+    if name == "check":
+        return check_command
+    if name == "migrate":
+        return migrate_command
+    if name == "member-config":
+        return _member_config(args)
+    if name == "dlq":
+        return lambda config: dlq_command(
+            config,
+            args.action,
+            map_name=args.map_name,
+            letter_id=args.letter_id,
+            purge_all=args.purge_all,
+            include_missing=args.include_missing,
+        )
+    if name == "adopt":
+        return lambda config: adopt_command(
+            config, dry_run=args.dry_run, batch_size=args.batch_size, map_name=args.map_name
+        )
+    if name == "unreadable":
+        return lambda config: unreadable_command(config, args.action, map_name=args.map_name)
+    raise AssertionError(f"unhandled command {name!r}")  # argparse allows only the above
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``hz-sidecar`` console script: parse ``argv``, run the command, its exit code."""
     args = _parser().parse_args(argv)
     try:
         config = _load(args)
         if getattr(args, "member_config", None) is not None:
             check_store_for_cluster(config.provider.name, args.member_config)
-        handler = {
-            "run": _run,
-            "check": _check,
-            "migrate": _migrate,
-            "member-config": _member_config(args),
-            "dlq": _dlq(args),
-            "adopt": _adopt(args),
-            "unreadable": _unreadable(args),
-        }[args.command]
-        return asyncio.run(handler(config))
+        return asyncio.run(_command(args)(config))
     except ConfigError as exc:
         print(f"hz-sidecar: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -300,7 +220,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())
