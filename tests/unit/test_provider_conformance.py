@@ -1,4 +1,4 @@
-"""The conformance suite on the embedded providers (memory, SQLite)."""
+"""The conformance suites (provider and writer) on the embedded providers (memory, SQLite)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,54 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.conformance import ProviderConformance, WriterConformance, entry, key
 from sidecar.errors import ConfigError, ProviderLoadError, StoreUnavailableError
 from sidecar.providers import create_provider, provider_class
 from sidecar.providers.base import Provider, StoreKind
 from sidecar.providers.memory import MemoryProvider
 from sidecar.providers.sqlite import SQLiteProvider
-from tests.conformance import ProviderConformance, entry, key
 
 
 class TestMemoryProvider(ProviderConformance):
     @pytest.fixture
     async def provider(self) -> AsyncIterator[Provider]:
-        provider = MemoryProvider({})
-        await provider.open()
-        yield provider
-        await provider.close()
+        async with MemoryProvider({}) as provider:
+            yield provider
 
 
-class TestSQLiteProvider(ProviderConformance):
+class _ReachableMemory(MemoryProvider):
+    """Memory that calls a lost connection transient, as a networked store would."""
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, ConnectionError)
+
+
+class TestWriterOverReachableMemory(WriterConformance):
+    """Nothing fails transiently in memory itself: the writer's retry contract is shown over
+    a memory store whose ``is_transient`` names a failure, so no contract test is skipped."""
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[Provider]:
+        async with _ReachableMemory({}) as provider:
+            yield provider
+
+
+class TestSQLiteProvider(ProviderConformance, WriterConformance):
     @pytest.fixture
     async def provider(self, tmp_path: Path) -> AsyncIterator[Provider]:
         provider = SQLiteProvider({"path": str(tmp_path / "store.db"), "synchronous": "NORMAL"})
-        await provider.open()
-        yield provider
-        await provider.close()
+        async with provider:
+            yield provider
+
+    @pytest.fixture
+    def transient_error(self) -> BaseException:
+        """The database locked by another connection past busy-timeout-ms, as the provider
+        raises it: SQLITE_BUSY under its own StoreUnavailableError."""
+        busy = sqlite3.OperationalError("database is locked")
+        busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        error = StoreUnavailableError("SQLite store: database is locked")
+        error.__cause__ = busy
+        return error
 
 
 async def test_sqlite_data_survives_reopen(tmp_path: Path) -> None:
@@ -64,8 +88,11 @@ async def test_sqlite_rows_are_queryable_json(tmp_path: Path) -> None:
 
 
 async def test_sqlite_migrate_applies_once_without_open(tmp_path: Path) -> None:
+    from sidecar.providers import sqlite as sqlite_module
+
     path = str(tmp_path / "m.db")
-    assert await SQLiteProvider({"path": path}).migrate() == ["1", "2", "3"]
+    every = [str(version) for version, _, _ in sqlite_module._MIGRATIONS]
+    assert await SQLiteProvider({"path": path}).migrate() == every
     assert await SQLiteProvider({"path": path}).migrate() == []
 
 
