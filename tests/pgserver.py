@@ -6,8 +6,8 @@ socket directory, trust authentication for local connections. It is always
 stopped at the end. Under root the server runs as the ``postgres`` OS user
 (PostgreSQL refuses to run as root).
 
-Without PostgreSQL binaries the tests are skipped, except under CI
-(``CI=true``), where a missing server is a failure rather than a silent skip.
+Without PostgreSQL binaries the tests are skipped, except under ``make test``
+and CI, where a missing server is a failure (``tests/prerequisites.py``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.prerequisites import missing
+
 DATABASE = "hz_sidecar_test"
 SUPERUSER = "postgres"
+
+#: The parameters of a fixture that runs on SQLite and on this server; the PostgreSQL
+#: one is marked ``postgres`` (``make test-fast`` leaves it out).
+SQLITE_AND_POSTGRES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def _find_bin_dir() -> Path | None:
@@ -162,13 +168,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     """A running PostgreSQL server with an empty database ``hz_sidecar_test``."""
     bin_dir = _find_bin_dir()
     if bin_dir is None:
-        reason = (
-            "PostgreSQL server binaries (initdb, pg_ctl) not found in "
-            "/usr/lib/postgresql/*/bin or on PATH; install the 'postgresql' package"
+        missing(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin "
+            "or on PATH",
+            "install them (Debian: apt-get install postgresql; .ci/run does)",
         )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: not skipping)")
-        pytest.skip(reason)
     # Not under pytest's tmp_path: its parents are private to the current user,
     # and the server may run as another one.
     with private_server(bin_dir, _server_user(), "hz-sidecar-pg-") as server:

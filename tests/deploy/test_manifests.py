@@ -3,7 +3,6 @@ compose file, the image health check, and the configurations they carry."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import yaml
 
 from sidecar.config import load_config
 from sidecar.member_config import render_member_config
+from tests.prerequisites import missing
 from tests.system.conftest import SidecarProcess, sqlite_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,10 +69,10 @@ def kustomize() -> list[str] | None:
 def rendered(directory: Path) -> list[dict[str, Any]]:
     command = kustomize()
     if command is None:
-        reason = "neither kustomize nor kubectl (which embeds kustomize) is installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; .ci/run installs kubectl")
-        pytest.skip(reason)
+        missing(
+            "neither kustomize nor kubectl (which embeds kustomize) is installed",
+            "install one (Debian: apt-get install kubernetes-client; .ci/run does)",
+        )
     done = subprocess.run([*command, str(directory)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d is not None]

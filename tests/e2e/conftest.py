@@ -22,6 +22,8 @@ import psycopg
 import pytest
 import yaml
 
+from tests.pgserver import SQLITE_AND_POSTGRES
+from tests.prerequisites import missing, require_command
 from tests.system.conftest import SidecarProcess, free_port, sqlite_config, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,13 +34,15 @@ MEMBER_MAIN = "com.hazelcast.core.server.HazelcastMemberStarter"
 
 
 def require_jars(*extra: Path) -> None:
-    """Skip when the Java side (shim, Hazelcast, ``extra``) is not built; fail under CI."""
-    missing = [p for p in (SHIM_JAR, HAZELCAST_JAR, *extra) if not p.exists()]
-    if missing:
-        message = f"run `make shim` first: missing {', '.join(str(p) for p in missing)}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    """A JDK, and the Java side built (shim, Hazelcast, ``extra``): else skip, or fail when
+    the session is strict (``make test``, CI; see ``tests/prerequisites.py``)."""
+    require_command("java", "install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)")
+    absent = [p for p in (SHIM_JAR, HAZELCAST_JAR, *extra) if not p.exists()]
+    if absent:
+        missing(
+            f"the Java side is not built: {', '.join(str(p) for p in absent)}",
+            "run `make shim` (`make test` and `make test-e2e` build it)",
+        )
 
 
 def map_store_block(
@@ -139,6 +143,15 @@ class Member:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, pattern: str, *, after: int = 0, timeout: float = 60.0) -> None:
+        """Wait until the log matches the regular expression ``pattern`` past the offset
+        ``after`` (``len(member.log())`` taken before what should make it log)."""
+        wait_until(
+            lambda: re.search(pattern, self.log()[after:]) is not None,
+            timeout,
+            lambda: f"the member did not log {pattern!r}:\n{self.log()[after:][-3000:]}",
+        )
+
     def stop(self, timeout: float = 120.0) -> int:
         """SIGTERM: Hazelcast's graceful shutdown flushes write-behind queues first."""
         code = stop_process(self.proc, signal.SIGTERM, timeout)
@@ -230,7 +243,7 @@ class Deployment:
         shutil.rmtree(self.sock_dir, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 def deployment_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., Deployment]]:
@@ -255,10 +268,14 @@ def deployment_factory(
         deployment.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, message: str | Callable[[], str]
+) -> None:
+    """Poll ``predicate`` until it holds; fail with ``message`` (a callable: evaluated then,
+    to show the state at the deadline) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(message)
+    raise AssertionError(message() if callable(message) else message)

@@ -117,6 +117,29 @@ class FrameworkDriver:
             sample=sample,
         )
 
+    def put_ordered(
+        self, map_name: str, kind: str, count: int, *, start: int = 0
+    ) -> dict[str, Any]:
+        """Put the write-order samples ``kind`` (``hand``: a hand-written CompactSerializer,
+        registered on the client; ``zero``: zero-config) ``start`` .. ``start + count - 1``
+        under the keys ``{kind}-{i}`` (see WriteOrders.java)."""
+        return self._single("put-ordered", map=map_name, kind=kind, count=count, start=start)
+
+    def verify_ordered(
+        self, map_name: str, kind: str, count: int, *, start: int = 0, check: bool = True
+    ) -> dict[str, Any]:
+        """``map.get`` of each sample equals the original, and ``map.replace`` finds the
+        member's bytes equal to the original's, not to its name-order GenericRecord twin.
+        ``{"checked": n, "mismatches": [...]}``; with ``check`` a mismatch raises instead."""
+        return self._single(
+            "verify-ordered",
+            allowed=(0,) if check else (0, MISMATCH),
+            map=map_name,
+            kind=kind,
+            count=count,
+            start=start,
+        )
+
     def dump(self, map_name: str, keys: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
         """``map.get`` of each key (a String key, or an `event_key` dict); one dict per key:
         ``{"key": key, "value": None | {"type": t, "fields": {name: {"kind", "value"}}}}``."""

@@ -191,10 +191,16 @@ def test_rolling_restart_under_load_loses_no_entry_and_duplicates_no_event(
     putter = threading.Thread(target=load)
     putter.start()
     try:
-        time.sleep(2)
+        wait_until(lambda: events_stored(cluster)[0] > 0, 30, "write-behind is not flowing")
         for index in range(3):
             cluster.restart_member(index)
-            time.sleep(1)
+            # The puts go on through the restarted cluster before the next restart.
+            served = len(acknowledged)
+            wait_until(
+                lambda served=served: len(acknowledged) > served + 20,
+                30,
+                f"no put was acknowledged after member {index} restarted",
+            )
     finally:
         stop.set()
         putter.join()

@@ -27,6 +27,7 @@ from tests.e2e.framework import (
     require_framework_jar,
     view_key,
 )
+from tests.pgserver import SQLITE_AND_POSTGRES
 from tests.system.conftest import sidecar_command
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +54,7 @@ def framework_maps(address: str) -> dict[str, Any]:
 Factory = Callable[[], tuple[Deployment, FrameworkDriver]]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 def framework_deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     require_framework_jar()
     dsn = request.getfixturevalue("fresh_database") if request.param == "postgres" else None

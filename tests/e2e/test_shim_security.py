@@ -8,7 +8,6 @@ the sidecar's ``security:`` block on the other. Certificates come from the
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sqlite3
 import uuid
@@ -22,6 +21,7 @@ import pytest
 
 from tests.e2e.conftest import Member, map_store_block, require_jars
 from tests.e2e.model import AllKinds, serializers
+from tests.prerequisites import require_openssl
 from tests.system.conftest import SidecarProcess, free_port, sqlite_config
 from tests.system.test_security import Pki, make_pki
 
@@ -33,8 +33,7 @@ MAP = "Secure_VIEW"
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command line tool is needed to make test certificates")
+    require_openssl()
     return make_pki(tmp_path_factory.mktemp("shim-pki"))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -73,10 +72,12 @@ def test_colliding_key_texts_stay_distinct_keys_through_a_sidecar_restart(
     for name, key, value in puts[:half]:
         maps[name].set(key, value)
     wait_until(lambda: rig.stored(MAP) > 0, 30, "write-behind is not flowing")
+    killed_at = len(rig.member.log())
     rig.sidecar.stop(signal.SIGKILL)  # mid-flow: the member keeps its queue and retries
     for name, key, value in puts[half:]:
         maps[name].set(key, value)
-    time.sleep(2)
+    # The member tried to store while the sidecar was down, and keeps the entries.
+    rig.member.wait_for_log(f"for map '{MAP}' failed with UNAVAILABLE", after=killed_at)
     rig.sidecar.start()
     wait_until(
         lambda: rig.stored(MAP) == 5000,

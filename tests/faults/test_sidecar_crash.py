@@ -32,6 +32,11 @@ def store_calls(rig: FaultRig) -> int:
     return rig.sidecar.log().count(f"Store map={MAP}")
 
 
+def wait_for_a_failed_store(rig: FaultRig, after: int) -> None:
+    """The member met the dead sidecar: a store failed after the log offset ``after``."""
+    rig.member.wait_for_log(f"for map '{MAP}' failed with UNAVAILABLE", after=after)
+
+
 def test_sidecar_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
     rig_factory: Callable[..., FaultRig],
 ) -> None:
@@ -43,9 +48,10 @@ def test_sidecar_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
         # lock, so the kill lands before it commits, deterministically.
         lock = rig.lock("domain_events")
         wait_for_a_store_blocked_on_the_lock(rig)
+        killed_at = len(rig.member.log())
         rig.sidecar.stop(signal.SIGKILL)
         lock.release()
-        time.sleep(2)
+        wait_for_a_failed_store(rig, killed_at)
         stores_before = store_calls(rig)
         rig.sidecar.start()
         # 2. Killed at whatever point of the flow it has reached: a batch may have
@@ -55,10 +61,16 @@ def test_sidecar_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
             30,
             "write-behind did not resume after the restart",
         )
+        killed_at = len(rig.member.log())
         rig.sidecar.stop(signal.SIGKILL)
-        time.sleep(1)
+        wait_for_a_failed_store(rig, killed_at)
+        stores_before = store_calls(rig)
         rig.sidecar.start()
-        time.sleep(2)
+        wait_until(
+            lambda: store_calls(rig) > stores_before,
+            30,
+            "write-behind did not resume after the second restart",
+        )
     assert not writer.failures, writer.failures[:3]
     rig.assert_exactly_once("sidecar SIGKILL mid-batch (x2)", MAP, writer.acknowledged)
 

@@ -1,14 +1,3 @@
-"""Every test here runs against a real PostgreSQL server (see tests/pgserver.py)."""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents:
-            item.add_marker(pytest.mark.postgres)
+"""Every test here runs against a real PostgreSQL server (see tests/pgserver.py); the
+``postgres`` marker is applied by directory in tests/conftest.py, and a missing server
+skips or fails as tests/prerequisites.py says."""

@@ -19,6 +19,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
+from tests.pgserver import SQLITE_AND_POSTGRES
 
 
 def free_port() -> int:
@@ -145,7 +146,7 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SidecarP
     process.stop(signal.SIGKILL)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=SQLITE_AND_POSTGRES)
 def sidecar_on_each_provider(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[SidecarProcess]:

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from tests.hzclient import ClientSerialization, Customer, Order
+from tests.prerequisites import require_openssl
 from tests.system.conftest import (
     SidecarProcess,
     free_port,
@@ -326,8 +327,7 @@ def test_an_address_not_on_this_host_is_a_configuration_error(tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command line tool is needed to make a test certificate")
+    require_openssl()
     directory = tmp_path_factory.mktemp("cert")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from tests.hzclient import ClientSerialization, Customer, Order
+from tests.prerequisites import require_openssl
 from tests.system.conftest import SidecarProcess, free_port, sqlite_config
 
 TOKEN = "s3cr3t-T0ken-4f1c9a7e"
@@ -165,9 +165,18 @@ def make_pki(directory: Path, ca: str = "ca") -> Pki:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command line tool is needed to make test certificates")
+    require_openssl()
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def replace_file(source: Path, target: Path) -> None:
+    """Copy ``source`` over ``target`` so that the sidecar sees the change: it compares each
+    file's (mtime, size), which a copy within the filesystem's timestamp tick could keep."""
+    before = target.stat()
+    shutil.copy(source, target)
+    after = target.stat()
+    if (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size):
+        os.utime(target, ns=(after.st_atime_ns, before.st_mtime_ns + 1_000_000))
 
 
 def tls_sidecar(workdir: Path, pki: Pki, *, mutual: bool) -> SidecarProcess:
@@ -225,9 +234,8 @@ def test_mutual_tls_needs_a_client_certificate_and_reloads_rotated_files(
         assert load_code(sidecar.open_channel(no_cert)) == grpc.StatusCode.UNAVAILABLE
         # Rotate every file to a new CA: new connections use them, without a restart.
         new = make_pki(tmp_path / "rotated", ca="ca")
-        time.sleep(0.01)
         for name in ("server.pem", "server.key", "ca.pem"):
-            shutil.copy(new.path(name), sidecar.workdir / name)
+            replace_file(new.path(name), sidecar.workdir / name)
         rotated = grpc.ssl_channel_credentials(
             root_certificates=new.read("ca.pem"),
             private_key=new.read("client.key"),

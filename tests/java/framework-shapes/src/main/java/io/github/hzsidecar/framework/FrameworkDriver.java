@@ -6,6 +6,8 @@ import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.map.IMap;
 import com.hazelcast.nio.serialization.genericrecord.GenericRecord;
 import com.theyawns.framework.store.PartitionedSequenceKey;
+import io.github.hzsidecar.framework.samples.HandWrittenOrderSerializer;
+import io.github.hzsidecar.framework.samples.HandWrittenPartSerializer;
 
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
@@ -33,6 +35,8 @@ import java.util.logging.Logger;
  * put-views     --map M --count N [--start S]
  * verify-views  --map M --count N [--start S] [--sample K]
  * dump          --map M --keys-json FILE
+ * put-ordered    --map M --kind hand|zero --count N [--start S]
+ * verify-ordered --map M --kind hand|zero --count N [--start S]     (see WriteOrders)
  * size          --map M
  * vectors       --out FILE          (no cluster)
  * </pre>
@@ -98,6 +102,10 @@ public final class FrameworkDriver {
                 timestampKind();
             };
             case "put-views", "verify-views" -> this::count;
+            case "put-ordered", "verify-ordered" -> () -> {
+                count();
+                WriteOrders.sample(required("kind"), 0);
+            };
             case "dump" -> () -> required("keys-json");
             case "size" -> () -> { };
             default -> throw new UsageError("unknown command " + command);
@@ -114,6 +122,13 @@ public final class FrameworkDriver {
                         i -> Shapes.event(i, aggregates(), timestampKind()));
                 case "put-views" -> put(map, Shapes::viewKey, Shapes::view);
                 case "verify-views" -> verify(map, Shapes::viewKey, Shapes::view);
+                case "put-ordered" -> put(map, i -> WriteOrders.key(required("kind"), i),
+                        i -> WriteOrders.sample(required("kind"), i));
+                case "verify-ordered" -> {
+                    Map<String, Object> result = WriteOrders.verify(map, required("kind"), start(), count());
+                    out.println(Json.compact(result));
+                    yield ((List<?>) result.get("mismatches")).isEmpty() ? OK : MISMATCH;
+                }
                 case "dump" -> dump(map, Path.of(required("keys-json")));
                 default -> {
                     out.println(Json.compact(Map.of("size", map.size())));
@@ -134,10 +149,14 @@ public final class FrameworkDriver {
         config.getConnectionStrategyConfig().getConnectionRetryConfig().setClusterConnectTimeoutMillis(30_000);
         config.setProperty("hazelcast.logging.type", "jdk");
         config.setProperty("hazelcast.phone.home.enabled", "false");
+        // Registered on the client only; the zero-config samples need nothing.
+        config.getSerializationConfig().getCompactSerializationConfig()
+                .addSerializer(new HandWrittenOrderSerializer())
+                .addSerializer(new HandWrittenPartSerializer());
         return HazelcastClient.newHazelcastClient(config);
     }
 
-    private int put(IMap<Object, Object> map, LongFunction<Object> key, LongFunction<GenericRecord> value) {
+    private int put(IMap<Object, Object> map, LongFunction<Object> key, LongFunction<?> value) {
         long start = start();
         int count = count();
         Map<Object, Object> chunk = new LinkedHashMap<>();
