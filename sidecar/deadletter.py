@@ -77,6 +77,10 @@ class PoisonEntries:
         self._letters.append((letter, index, result))
         return result
 
+    def __bool__(self) -> bool:
+        """Whether the call has dead letters to keep."""
+        return bool(self._letters)
+
     async def keep(self, provider: Provider) -> None:
         """Store the dead letters durably (before the call answers), log and count each."""
         if not self._letters:

@@ -126,7 +126,21 @@ class Retrying:
                 self.on_retry(operation, state.attempt_number, exc)
 
         end = self.policy.deadline() if deadline is None else deadline
-        async for attempt in self.policy.controller(self.is_transient, end, before_sleep):
+        # Nearly every call succeeds at once: the first attempt is made without building a
+        # tenacity controller (a few dozen microseconds a call); one is built on failure.
+        try:
+            return await fn()
+        except Exception as exc:
+            if not self.is_transient(exc) or self.policy.max_attempts <= 1:
+                raise
+            first = exc
+        controller = self.policy.controller(self.is_transient, end, before_sleep)
+        # The controller counts the failed first attempt as its own first one.
+        attempt_one = True
+        async for attempt in controller:
             with attempt:
+                if attempt_one:
+                    attempt_one = False
+                    raise first
                 return await fn()
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover

@@ -223,6 +223,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, method: str, map_name: str, context: grpc.aio.ServicerContext, size: int | None
     ) -> CallRecorder:
         """The call's recorder, labelled with its map only when the map is routed."""
+        if not self._telemetry.enabled:
+            return self._telemetry.call(method, None, None, None)  # records nothing
         try:
             kind: str | None = self._router.route(map_name).kind.value if map_name else None
         except SidecarError:
@@ -326,7 +328,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         with deadline_scope(self._retry_scope(context)), rec.phase("decode"):
             outcome = await self._hand_over(request, route, results, poison, rec)
         self._report_failures(request.map_name, results, outcome)
-        await self._deadline(context, rec, "put_dead_letters", poison.keep(self._provider))
+        if poison:
+            await self._deadline(context, rec, "put_dead_letters", poison.keep(self._provider))
         failed = sum(r is not None and r.status == pb.ENTRY_STATUS_FAILED for r in results)
         rec.stored(entries=len(request.entries), failed=failed)
         log.debug(

@@ -199,13 +199,13 @@ class Writer:
 
     def _submit(
         self, map_name: str, kind: StoreKind, rows: list[StoreEntry], deadline: float | None
-    ) -> asyncio.Task[object]:
-        """Start writing one chunk; the task ends with None or fails with the chunk's error."""
+    ) -> asyncio.Future[Any]:
+        """Start writing one chunk: a future that ends with its outcome (a result, or the
+        chunk's error). With group commit it is the queued call's own future (no task of its
+        own: the map's queue writes it); without, the task writing it."""
         if self.group_commit:
-            call = self._enqueue(map_name, kind, rows, None, deadline)
-            work: Awaitable[object] = self._answer(call)
-        else:
-            work = self._write(deadline, "store", lambda: self.provider.store(map_name, kind, rows))
+            return self._enqueue(map_name, kind, rows, None, deadline).future
+        work = self._write(deadline, "store", lambda: self.provider.store(map_name, kind, rows))
         return self._spawn(work, f"hz-sidecar-store-{map_name}")
 
     def _spawn(self, work: Awaitable[T], name: str) -> asyncio.Task[T]:
@@ -286,6 +286,9 @@ class Writer:
 
     async def _drain(self, map_name: str, kind: StoreKind, queue: _Queue) -> None:
         batch: list[_Call] = []
+        # The task starts on the loop's next turn: the calls made in the turn that created
+        # it are queued by then, so the first batch need not wait a turn for them.
+        first = True
         try:
             while queue.pending:
                 concurrent = self._concurrent.get((map_name, kind), False)
@@ -295,9 +298,10 @@ class Writer:
                     and _rows(queue.pending) < self.max_rows
                 ):
                     await asyncio.sleep(self.max_wait_seconds)
-                else:
+                elif not first:
                     # Let the calls already made in this turn of the loop join.
                     await asyncio.sleep(0)
+                first = False
                 batch = self._take(queue)
                 if not batch:
                     continue
@@ -408,7 +412,9 @@ class StoreSession:
         self._kind = kind
         self._batch: dict[Identity, StoreEntry] = {}
         self._indexes: list[int] = []
-        self._chunks: list[tuple[asyncio.Task[object], list[int]]] = []
+        self._chunks: list[tuple[asyncio.Future[Any], list[int]]] = []
+        #: The call's deadline, taken when its first chunk is handed over.
+        self._deadline: float | None = None
         self._handed: set[Identity] = set()
         self._first_at: dict[Identity, int] = {}
         self._repeats: list[tuple[int, int]] = []
@@ -472,23 +478,37 @@ class StoreSession:
 
     def _hand_over(self) -> None:
         rows = list(self._batch.values())
-        task = self._writer._submit(self._map_name, self._kind, rows, call_deadline.get())
-        self._chunks.append((task, self._indexes))
+        if not self._chunks:
+            self._deadline = call_deadline.get()
+        chunk = self._writer._submit(self._map_name, self._kind, rows, self._deadline)
+        self._chunks.append((chunk, self._indexes))
         self._handed.update(self._batch)
         self._batch, self._indexes = {}, []
 
     async def _settled(self) -> list[BaseException | None]:
         """The outcomes of the chunks handed over (None, or the exception).
 
-        Shielded: a Store call cancelled meanwhile leaves each write to its own
-        deadline (see the module docstring).
+        Waiting never cancels a chunk: a Store call cancelled meanwhile leaves each write
+        to its own deadline (see the module docstring). A queued chunk still unwritten
+        just after the call's deadline is given up: the queue skips it.
         """
         if not self._chunks:
             return []
-        results = await asyncio.gather(
-            *(asyncio.shield(task) for task, _ in self._chunks), return_exceptions=True
-        )
-        return [result if isinstance(result, BaseException) else None for result in results]
+        pending = [chunk for chunk, _ in self._chunks if not chunk.done()]
+        if pending:
+            timeout = None
+            if self._deadline is not None and self._writer.group_commit:
+                timeout = remaining(self._deadline + CANCEL_AFTER_DEADLINE_SECONDS)
+            _, late = await asyncio.wait(pending, timeout=timeout)
+            for chunk in late:
+                # A queued call's own future: failing it takes it out of its queue.
+                chunk.set_exception(
+                    StoreTimeoutError(
+                        "the store did not answer within the call deadline (queued behind "
+                        "the map's earlier writes)"
+                    )
+                )
+        return [_outcome(chunk) for chunk, _ in self._chunks]
 
 
 class _Call:
@@ -535,6 +555,13 @@ def _merge(kind: StoreKind, batch: list[_Call]) -> list[StoreEntry]:
             for entry in call.entries:
                 merged[identity(entry.key)] = entry  # the latest write wins
     return list(merged.values())
+
+
+def _outcome(chunk: asyncio.Future[Any]) -> BaseException | None:
+    """A finished chunk's error (None: written)."""
+    if chunk.cancelled():
+        return asyncio.CancelledError()
+    return chunk.exception()
 
 
 def _observed(task: asyncio.Future[Any]) -> None:
