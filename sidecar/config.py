@@ -208,11 +208,16 @@ class MapRoute(_Model):
     classes than the reference's ``PartitionedSequenceKey`` from their fields
     (``"{region}/{number}"``); without it such a key's text is its readable
     document as compact JSON.
+
+    ``write-coalescing`` is for the member only (``hz-sidecar member-config``
+    renders it; :func:`sidecar.member_config.write_coalescing` resolves it when
+    unset). The sidecar stores whatever the member hands it either way.
     """
 
     pattern: str = Field(min_length=1)
     kind: StoreKind
     initial_load_mode: InitialLoadMode | None = None
+    write_coalescing: bool | None = None
     event_columns: EventColumnsConfig = EventColumnsConfig()
     key_template: str | None = None
 

@@ -42,6 +42,11 @@ DESCRIPTIONS: dict[str, str] = {
     "maps[].kind": "`event`: append-only INSERT, first write kept. `view`: UPSERT, latest wins.",
     "maps[].initial-load-mode": "`LAZY` streams no keys on cold start; `EAGER` streams them "
     "all. Unset: views EAGER, events `framework.persistence.initial-load-mode`.",
+    "maps[].write-coalescing": "Hazelcast `write-coalescing` of these maps, rendered by "
+    "`member-config`: `true` batches the write-behind flush (`storeAll`) but keeps only the "
+    "latest queued value of a key, so an event route may set it only when every event has "
+    "its own key (see Connecting Hazelcast members). Unset: views `true`, events "
+    "`framework.persistence.write-coalescing`. `true` with `write-delay-seconds: 0` is refused.",
     "maps[].event-columns": "Where the event columns of `domain_events` come from: each "
     "column lists its sources, tried in order; `field` is a top-level field of the value, "
     "`key.field` a field of a Java-serialized or Compact key. One name or a list.",
@@ -64,7 +69,8 @@ DESCRIPTIONS: dict[str, str] = {
     "framework.persistence.write-delay-seconds": "Hazelcast write-behind delay "
     "(0 = write-through); rendered into the member config.",
     "framework.persistence.write-batch-size": "Hazelcast write-behind batch size.",
-    "framework.persistence.write-coalescing": "Coalescing for event maps (views always coalesce).",
+    "framework.persistence.write-coalescing": "Coalescing of event maps whose route leaves "
+    "`maps[].write-coalescing` unset (views coalesce unless their route says otherwise).",
     "framework.persistence.initial-load-mode": "Initial load mode of event maps.",
     "framework.persistence.event-store-eviction": "Eviction of `*_ES` maps (bounded hot cache).",
     "framework.persistence.view-store-eviction": "Eviction of `*_VIEW` maps.",

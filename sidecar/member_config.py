@@ -9,10 +9,15 @@ member configuration imports (``hazelcast.import``) or merges.
 
 Decisions taken here, so that both sides agree:
 
-- ``write-coalescing``: view maps always coalesce (only the latest state of a
-  view matters, the sidecar UPSERTs it anyway); event maps take
-  ``framework.persistence.write-coalescing``, whose default (false) is the
-  reference's "each event is unique".
+- ``write-coalescing``: the route's ``write-coalescing`` when it is set; else
+  view maps coalesce (only the latest state of a view matters, the sidecar
+  UPSERTs it anyway) and event maps take ``framework.persistence.write-coalescing``,
+  whose default (false) is the reference's "each event is unique". An event map
+  coalesces only when a key asks for it, and the rendered file says which: a
+  coalescing queue keeps the latest value of a key, so it is safe for events only
+  when every event has a key of its own. ``write-coalescing: true`` on a route is
+  refused with ``write-delay-seconds: 0``: Hazelcast applies it to write-behind
+  only and ignores it on a write-through map, which calls ``store`` for every put.
 - ``initial-mode``: the route's ``initial-load-mode``, else EAGER for views and
   ``framework.persistence.initial-load-mode`` for events, exactly as
   :class:`sidecar.routing.Router` resolves it.
@@ -27,7 +32,9 @@ Decisions taken here, so that both sides agree:
 Hazelcast references:
 https://docs.hazelcast.com/hazelcast/latest/configuration/using-wildcards ,
 https://docs.hazelcast.com/hazelcast/latest/mapstore/configuration-guide ,
-https://docs.hazelcast.com/hazelcast/latest/data-structures/managing-map-memory .
+https://docs.hazelcast.com/hazelcast/latest/data-structures/managing-map-memory ,
+https://docs.hazelcast.org/docs/latest/javadoc/com/hazelcast/config/MapStoreConfig.html#setWriteCoalescing(boolean)
+(write-coalescing "is meaningful if you are using write-behind MapStore").
 """
 
 from __future__ import annotations
@@ -136,6 +143,37 @@ def initial_load_mode(route: MapRoute, config: SidecarConfig) -> InitialLoadMode
     return config.persistence.initial_load_mode
 
 
+def write_coalescing(route: MapRoute, config: SidecarConfig) -> bool:
+    """Whether a route's maps coalesce their write-behind queue (Hazelcast's ``write-coalescing``).
+
+    The route's own ``write-coalescing``; unset, views coalesce and events take
+    ``framework.persistence.write-coalescing`` (default false, the reference's
+    "each event is unique").
+    """
+    if route.write_coalescing is not None:
+        return route.write_coalescing
+    if route.kind is StoreKind.VIEW:
+        return True
+    return config.persistence.write_coalescing
+
+
+def _coalescing_source(index: int, route: MapRoute) -> str:
+    """The key that made a route coalesce (only meaningful when it does)."""
+    if route.write_coalescing is not None:
+        return f"maps[{index}].write-coalescing"
+    return "framework.persistence.write-coalescing"
+
+
+def _check_coalescing(index: int, route: MapRoute, config: SidecarConfig) -> None:
+    if route.write_coalescing and config.persistence.write_delay_seconds == 0:
+        raise ConfigError(
+            f"maps[{index}].write-coalescing: true needs write-behind, but "
+            "framework.persistence.write-delay-seconds is 0 (write-through), where Hazelcast "
+            "ignores write-coalescing and calls store() for every put; remove the key or set "
+            "a write delay"
+        )
+
+
 def _eviction(key: str, eviction: EvictionConfig) -> dict[str, Any]:
     if eviction.max_size_policy in _NATIVE_POLICIES:
         raise ConfigError(
@@ -157,14 +195,13 @@ def map_config(
 ) -> dict[str, Any]:
     """The Hazelcast map configuration (the value under ``hazelcast.map.<pattern>``) of a route."""
     persistence = config.persistence
-    coalescing = True if route.kind is StoreKind.VIEW else persistence.write_coalescing
     block: dict[str, Any] = {
         "map-store": {
             "enabled": persistence.enabled,
             "factory-class-name": FACTORY_CLASS_NAME,
             "write-delay-seconds": persistence.write_delay_seconds,
             "write-batch-size": persistence.write_batch_size,
-            "write-coalescing": coalescing,
+            "write-coalescing": write_coalescing(route, config),
             "initial-mode": initial_load_mode(route, config).value,
             "properties": {"sidecar.address": address, "sidecar.deadline-ms": deadline_ms},
         }
@@ -215,14 +252,16 @@ def render_member_config(
         deadline_ms: the shim's per-call deadline (``sidecar.deadline-ms``).
 
     Raises:
-        ConfigError: a route or setting that Hazelcast cannot express, or routes on
-            which the sidecar and Hazelcast would pick different configurations.
+        ConfigError: a route or setting that Hazelcast cannot express or would ignore
+            (``write-coalescing`` on a write-through map), or routes on which the sidecar
+            and Hazelcast would pick different configurations.
     """
     if deadline_ms <= 0:
         raise ConfigError(f"deadline: must be positive, got {deadline_ms} ms")
     target = address if address is not None else member_address(config)
     for i, route in enumerate(config.maps):
         _parse_pattern(i, route.pattern)
+        _check_coalescing(i, route, config)
     blocks = [
         map_config(route, config, address=target, deadline_ms=deadline_ms) for route in config.maps
     ]
@@ -241,10 +280,21 @@ def render_member_yaml(
     deadline_ms: int = DEFAULT_DEADLINE_MS,
     source: str | None = None,
 ) -> str:
-    """:func:`render_member_config` as YAML text, with a header naming its source."""
+    """:func:`render_member_config` as YAML text, with a header naming its source.
+
+    The header also names every event route rendered with ``write-coalescing: true``
+    and the key that asked for it, since such a map is safe only with one key per event.
+    """
     document = render_member_config(config, address=address, deadline_ms=deadline_ms)
     header = (
         f"# Generated by `hz-sidecar member-config` from {source or 'the default configuration'}."
         "\n# Do not edit: change the sidecar configuration and render again.\n"
     )
+    for i, route in enumerate(config.maps):
+        if route.kind is StoreKind.EVENT and write_coalescing(route, config):
+            header += (
+                f"# {route.pattern}: event maps with write-coalescing true "
+                f"({_coalescing_source(i, route)}): each event needs a key of its own; of the "
+                "events queued under one key, only the last reaches the store.\n"
+            )
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)

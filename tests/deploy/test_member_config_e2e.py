@@ -2,8 +2,8 @@
 
 The member's own configuration only imports the rendered file (``hazelcast.import``), as the
 Kubernetes manifests do, so Hazelcast's real parser and schema validation read it, and its map
-configurations (wildcard names, map-store, write-behind, initial mode, eviction) are applied
-when the client creates the maps.
+configurations (wildcard names, map-store, write-behind, coalescing, initial mode, eviction) are
+applied when the client creates the maps.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ EXAMPLE_CONFIG = ROOT / "config" / "sidecar.yaml"
 
 
 def example_config(workdir: Path, address: str) -> dict[str, Any]:
-    """config/sidecar.yaml with a private socket, database and a short write-behind delay."""
+    """config/sidecar.yaml with a private socket, database and a short write-behind delay,
+    and one event map that asks for write-coalescing (``Ledger_ES``)."""
     data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["maps"].insert(0, {"pattern": "Ledger_ES", "kind": "event", "write-coalescing": True})
     data["listen"]["address"] = address
     data["listen"]["graceful-shutdown-seconds"] = 5
     data["provider"] = {"name": "sqlite", "settings": {"path": str(workdir / "data" / "store.db")}}
@@ -65,6 +67,22 @@ def importing_member(workdir: Path, cluster_name: str, rendered: Path) -> Member
     return member
 
 
+def stored_sequence(db: Path, map_name: str) -> int | None:
+    """The ``sequence`` of the one event stored for ``map_name``, None before it is stored."""
+    if not db.exists():
+        return None
+    with sqlite3.connect(db) as conn:
+        try:
+            row = conn.execute(
+                "SELECT json_extract(event_data, '$.sequence') FROM domain_events "
+                "WHERE map_name = ?",
+                (map_name,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # tables not created yet
+            return None
+    return None if row is None else int(row[0])
+
+
 def count(db: Path, sql: str) -> int:
     if not db.exists():
         return 0
@@ -93,8 +111,10 @@ def test_member_started_from_rendered_config_persists_events_and_views(
     rendered_path = tmp_path / "member-maps.yaml"
     rendered = render(sidecar.config_path, rendered_path)
     maps = rendered["hazelcast"]["map"]
-    assert set(maps) == {"*_ES", "*_VIEW"}
+    assert set(maps) == {"Ledger_ES", "*_ES", "*_VIEW"}
     assert maps["*_ES"]["map-store"]["properties"]["sidecar.address"] == sidecar.address
+    assert maps["Ledger_ES"]["map-store"]["write-coalescing"] is True
+    assert maps["*_ES"]["map-store"]["write-coalescing"] is False
 
     cluster_name = f"hzd-{uuid.uuid4().hex[:8]}"
     db = tmp_path / "data" / "store.db"
@@ -118,6 +138,13 @@ def test_member_started_from_rendered_config_persists_events_and_views(
                     f"customer-{i}",
                     OrderEvent(f"customer-{i}", version, "Updated", version, "c", float(version)),
                 )
+        # Two events under one key, within the write delay: the member's queue of a
+        # non-coalescing map hands both to the store, which keeps the first; a coalescing
+        # map's queue keeps only the second. Which one is stored shows the setting applied.
+        for name in ("Payments_ES", "Ledger_ES"):
+            events = client.get_map(name).blocking()
+            for sequence in (1, 2):
+                events.put("dup", OrderEvent("dup", sequence, "Paid", sequence, "c", 1.0))
         wait_until(
             lambda: (
                 count(db, "SELECT count(*) FROM domain_events WHERE map_name='Orders_ES'") == 200
@@ -125,6 +152,16 @@ def test_member_started_from_rendered_config_persists_events_and_views(
             60,
             "events did not reach the database through the rendered write-behind configuration",
         )
+        wait_until(
+            lambda: (
+                stored_sequence(db, "Payments_ES") is not None
+                and stored_sequence(db, "Ledger_ES") is not None
+            ),
+            60,
+            "the events written twice under one key did not reach the database",
+        )
+        assert stored_sequence(db, "Payments_ES") == 1  # write-coalescing false: every write
+        assert stored_sequence(db, "Ledger_ES") == 2  # write-coalescing true: the last one
         wait_until(
             lambda: (
                 count(
@@ -141,6 +178,7 @@ def test_member_started_from_rendered_config_persists_events_and_views(
         client.shutdown()
         # SIGTERM: a graceful shutdown (flushing write-behind); the JVM exits 143.
         assert member.stop() in (0, 143), member.log()[-5000:]
+    first_log = member.log()
 
     # Cold start of a new member from the same files: views EAGER (every key loaded),
     # events LAZY (no key listed, each loaded on access).
@@ -159,4 +197,7 @@ def test_member_started_from_rendered_config_persists_events_and_views(
     finally:
         client.shutdown()
         member.kill()
-    assert "InvalidConfigurationException" not in member.log()
+    for log in (first_log, member.log()):
+        assert "InvalidConfigurationException" not in log
+        # The shim's Unix-socket channel sets no TCP-only socket option.
+        assert "Unknown channel option" not in log

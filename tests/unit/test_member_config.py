@@ -74,11 +74,108 @@ def test_initial_mode_agrees_with_the_router_for_every_route() -> None:
         assert mode == router.route(name).initial_load_mode.value, name
 
 
-def test_event_maps_take_the_framework_coalescing_and_views_always_coalesce() -> None:
+def test_event_maps_take_the_framework_coalescing_and_views_coalesce_by_default() -> None:
     cfg = config(framework={"persistence": {"enabled": True, "write-coalescing": True}})
     assert maps(cfg)["*_ES"]["map-store"]["write-coalescing"] is True
     cfg = config(framework={"persistence": {"enabled": True, "write-coalescing": False}})
+    assert maps(cfg)["*_ES"]["map-store"]["write-coalescing"] is False
     assert maps(cfg)["*_VIEW"]["map-store"]["write-coalescing"] is True
+
+
+def coalescing_routes(**persistence: Any) -> SidecarConfig:
+    return config(
+        maps=[
+            {"pattern": "Ledger_ES", "kind": "event", "write-coalescing": True},
+            {"pattern": "Audit_*", "kind": "view", "write-coalescing": False},
+            {"pattern": "*_ES", "kind": "event"},
+            {"pattern": "*_VIEW", "kind": "view"},
+        ],
+        framework={"persistence": {"enabled": True, **persistence}},
+    )
+
+
+def test_route_write_coalescing_is_rendered_and_unset_routes_keep_the_defaults() -> None:
+    rendered = maps(coalescing_routes())
+    coalescing = {name: block["map-store"]["write-coalescing"] for name, block in rendered.items()}
+    assert coalescing == {"Ledger_ES": True, "Audit_*": False, "*_ES": False, "*_VIEW": True}
+
+
+def test_route_write_coalescing_overrides_the_framework_default_for_its_maps_only() -> None:
+    cfg = config(
+        maps=[
+            {"pattern": "Orders_ES", "kind": "event", "write-coalescing": False},
+            {"pattern": "*_ES", "kind": "event"},
+        ],
+        framework={"persistence": {"enabled": True, "write-coalescing": True}},
+    )
+    rendered = maps(cfg)
+    assert rendered["Orders_ES"]["map-store"]["write-coalescing"] is False
+    assert rendered["*_ES"]["map-store"]["write-coalescing"] is True
+
+
+def test_coalescing_on_a_write_through_map_is_refused_naming_the_route_key() -> None:
+    with pytest.raises(ConfigError, match=r"maps\[0\]\.write-coalescing.*write-delay-seconds is 0"):
+        render_member_config(coalescing_routes(**{"write-delay-seconds": 0}))
+
+
+def test_write_through_accepts_coalescing_false_and_the_defaults() -> None:
+    cfg = config(
+        maps=[
+            {"pattern": "Ledger_ES", "kind": "event", "write-coalescing": False},
+            {"pattern": "*_ES", "kind": "event"},
+            {"pattern": "*_VIEW", "kind": "view"},
+        ],
+        framework={"persistence": {"enabled": True, "write-delay-seconds": 0}},
+    )
+    rendered = maps(cfg)
+    assert rendered["Ledger_ES"]["map-store"]["write-coalescing"] is False
+    assert rendered["*_VIEW"]["map-store"]["write-coalescing"] is True  # ignored by Hazelcast
+
+
+def test_rendered_file_names_each_coalescing_event_route_and_the_key_that_asked() -> None:
+    text = render_member_yaml(coalescing_routes())
+    notes = [line for line in text.splitlines() if "write-coalescing true" in line]
+    assert len(notes) == 1
+    assert notes[0].startswith("# Ledger_ES: ")
+    assert "(maps[0].write-coalescing)" in notes[0]
+    assert "a key of its own" in notes[0]
+    text = render_member_yaml(config(framework={"persistence": {"write-coalescing": True}}))
+    assert "# *_ES: event maps with write-coalescing true (framework.persistence." in text
+
+
+def test_default_rendering_coalesces_no_event_map_and_says_nothing_about_it() -> None:
+    text = render_member_yaml(load_config(ROOT / "config" / "sidecar.yaml", environ={}))
+    assert "write-coalescing true" not in text
+    events = yaml.safe_load(text)["hazelcast"]["map"]["*_ES"]
+    assert events["map-store"]["write-coalescing"] is False
+
+
+@pytest.mark.parametrize("value", ["sometimes", 2, [True]])
+def test_route_write_coalescing_must_be_a_boolean(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"maps\[0\]\.write-coalescing"):
+        config(maps=[{"pattern": "*_ES", "kind": "event", "write-coalescing": value}])
+
+
+def test_route_write_coalescing_is_unset_unless_given() -> None:
+    assert all(route.write_coalescing is None for route in config().maps)
+
+
+def test_cli_refuses_coalescing_on_write_through_as_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("HZ_SIDECAR_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "maps": [{"pattern": "*_ES", "kind": "event", "write-coalescing": True}],
+                "framework": {"persistence": {"enabled": True, "write-delay-seconds": 0}},
+            }
+        )
+    )
+    assert main(["member-config", "--config", str(path)]) == EXIT_CONFIG
+    assert "maps[0].write-coalescing" in capsys.readouterr().err
 
 
 def test_disabled_persistence_disables_the_store_and_renders_no_eviction() -> None:

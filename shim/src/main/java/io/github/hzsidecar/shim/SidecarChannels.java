@@ -4,6 +4,7 @@ import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.shaded.io.grpc.netty.NegotiationType;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.epoll.Epoll;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollDomainSocketChannel;
@@ -100,6 +101,12 @@ final class SidecarChannels {
             builder = NettyChannelBuilder.forAddress(new DomainSocketAddress(address.unixPath()))
                     .eventLoopGroup(eventLoop)
                     .channelType(EpollDomainSocketChannel.class)
+                    // grpc-java's transport sets SO_KEEPALIVE on every channel it opens, a TCP option that a
+                    // domain socket does not have: Netty then logs "Unknown channel option 'SO_KEEPALIVE'"
+                    // in the member at each connection. Options given here are applied after grpc's own,
+                    // and a null value removes an option (Netty's AbstractBootstrap.option), so only TCP
+                    // channels keep it.
+                    .withOption(ChannelOption.SO_KEEPALIVE, null)
                     // A socket path is no host name; TLS (if any) checks the certificate against this name.
                     .overrideAuthority("localhost");
         } else {

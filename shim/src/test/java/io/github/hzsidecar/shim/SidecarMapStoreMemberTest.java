@@ -19,6 +19,9 @@ import io.github.hzsidecar.proto.v1.Schema;
 import io.github.hzsidecar.proto.v1.StoreRequest;
 import io.grpc.Metadata;
 import io.grpc.Status;
+import io.grpc.netty.shaded.io.netty.bootstrap.Bootstrap;
+import io.grpc.netty.shaded.io.netty.util.internal.logging.InternalLoggerFactory;
+import io.grpc.netty.shaded.io.netty.util.internal.logging.JdkLoggerFactory;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
@@ -35,6 +38,10 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.logging.Handler;
+import java.util.logging.LogRecord;
+import java.util.logging.Logger;
 import java.util.stream.Collectors;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -411,6 +418,26 @@ class SidecarMapStoreMemberTest {
 
     @Test
     void unixDomainSocketRoundTrip(@TempDir Path directory) throws Exception {
+        // Netty logs through java.util.logging here, as in the member, so its Bootstrap's warnings reach this
+        // handler (its logger is named after the class; the message comes formatted).
+        assertInstanceOf(JdkLoggerFactory.class, InternalLoggerFactory.getDefaultFactory());
+        Logger bootstrapLogger = Logger.getLogger(Bootstrap.class.getName());
+        List<String> warnings = new CopyOnWriteArrayList<>();
+        Handler handler = new Handler() {
+            @Override
+            public void publish(LogRecord record) {
+                warnings.add(record.getMessage());
+            }
+
+            @Override
+            public void flush() {
+            }
+
+            @Override
+            public void close() {
+            }
+        };
+        bootstrapLogger.addHandler(handler);
         try (FakeSidecar onSocket = FakeSidecar.onUnixSocket(directory.resolve("sidecar.sock"))) {
             SidecarMapStore store = directStore(onSocket.address, "direct-uds");
             try {
@@ -421,7 +448,11 @@ class SidecarMapStoreMemberTest {
             } finally {
                 store.destroy();
             }
+        } finally {
+            bootstrapLogger.removeHandler(handler);
         }
+        // No TCP-only option (SO_KEEPALIVE) is set on the domain socket channel.
+        assertTrue(warnings.stream().noneMatch(w -> w.contains("Unknown channel option")), warnings::toString);
     }
 
     private static boolean causeChainMentions(Throwable e, String text) {
