@@ -107,6 +107,12 @@ def key(i: int) -> str:
     return f"k{i:09d}"
 
 
+def event_key(i: int) -> str:
+    """The key of event ``i`` in an event map: its aggregate and its sequence, one key per event
+    (the String form of the reference framework's ``PartitionedSequenceKey``)."""
+    return f"order-{i // 4:08d}:{i}"
+
+
 def document(i: int) -> str:
     """The JSON document the sidecar stores for record ``i`` (for the raw-database ceiling)."""
     e = event(i)

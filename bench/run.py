@@ -2,13 +2,17 @@
 
 Starts a private PostgreSQL server, two ``hz-sidecar run`` processes (group commit
 on and off) and one Hazelcast member with the shim and the Java baselines
-(``bench/java``), then measures every case of issue 5, and last the cluster case of
+(``bench/java``), then measures every case of issue 5, the cases of issue 16 (an event
+map without write-coalescing, write-through and the sidecar's CPU per call, each
+against the in-JVM JDBC MapStore or the bare gRPC call), and last the cluster case of
 ``bench/cluster.py`` (1 and 3 members, CPU time per entry), and prints one table, with
 the ratios taken between figures of this same run. The table goes to
 ``bench/results/latest.md``, which ends with one ``target ...`` line per target.
 
-Environment: ``BENCH_SCALE`` (default 1.0) scales the entry counts (200,000 at 1.0);
-``BENCH_SECONDS`` (default 5) is the length of each write-through run.
+Environment: ``BENCH_SCALE`` (default 1.0) scales the entry counts (200,000 at 1.0;
+a quarter of that for the event map without coalescing, whose entries are stored one
+call each; 5,000 calls each for the CPU per call); ``BENCH_SECONDS`` (default 5) is
+the length of each write-through run.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import records  # noqa: E402
+from bench.cluster import cpu_seconds  # noqa: E402
 from hzsidecar.v1 import mapstore_pb2 as pb  # noqa: E402
 from tests.e2e.conftest import FACTORY, HAZELCAST_JAR, MEMBER_MAIN, SHIM_JAR  # noqa: E402
 from tests.hzclient import ClientSerialization  # noqa: E402
@@ -50,7 +55,12 @@ BENCH_JAR = BENCH_JAVA / "target" / "hz-sidecar-bench-0.1.0-SNAPSHOT.jar"
 RESULTS = ROOT / "bench" / "results" / "latest.md"
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 N = max(1000, int(200_000 * SCALE))
+#: Entries of the event map without coalescing: Hazelcast stores them one call each.
+ES_N = max(1000, N // 4)
+#: Sequential calls of each kind for the sidecar's CPU per call.
+CPU_CALLS = max(1000, int(5000 * SCALE))
 WT_SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+JDBC_STORE = "io.github.hzsidecar.bench.JdbcMapStore"
 GENERIC_TABLE = "bench_generic"
 
 
@@ -131,6 +141,52 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _children(parent: int) -> list[int]:
+    """Processes whose parent is ``parent`` (a postmaster's backends)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == parent:
+                found.append(int(stat.parent.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds (utime + stime) that each process of the run spends over a stretch of it.
+
+    ``postgres`` sums the postmaster's children: a backend that lived through the stretch
+    counts its difference, one that started within it counts in full (the pools' backends
+    outlive the stretches; short-lived ones, such as the bench's row counts, end before
+    it is read and are not counted).
+    """
+
+    def __init__(self, pids: dict[str, int], postmaster: int | None = None) -> None:
+        self.pids = pids
+        self.postmaster = postmaster
+        self.start = self._sample()
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        groups = {name: [pid] for name, pid in self.pids.items()}
+        if self.postmaster is not None:
+            groups["postgres"] = _children(self.postmaster)
+        sample: dict[str, dict[int, float]] = {}
+        for name, pids in groups.items():
+            sample[name] = {}
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    sample[name][pid] = cpu_seconds(pid)
+        return sample
+
+    def per(self, count: int, unit: str) -> str:
+        """CPU per ``unit`` of each process since this meter started, in µs."""
+        end = self._sample()
+        parts = []
+        for name, cpus in end.items():
+            used = sum(cpu - self.start[name].get(pid, 0.0) for pid, cpu in cpus.items())
+            parts.append(f"{name} {used / count * 1e6:,.0f}")
+        return f"CPU/{unit} µs: " + ", ".join(parts)
 
 
 class BenchMember:
@@ -257,15 +313,33 @@ def build_java() -> None:
     subprocess.run(["mvn", "-B", "-q", "-f", str(BENCH_JAVA / "pom.xml"), "package"], check=True)
 
 
-def store_block(address: str, *, write_delay: int, initial: str = "LAZY") -> dict[str, Any]:
+def store_block(
+    address: str, *, write_delay: int, initial: str = "LAZY", coalescing: bool = True
+) -> dict[str, Any]:
+    """The shim as a map's MapStore."""
     return {
         "enabled": True,
         "factory-class-name": FACTORY,
         "write-delay-seconds": write_delay,
         "write-batch-size": 1000,
-        "write-coalescing": True,
+        "write-coalescing": coalescing,
         "initial-mode": initial,
         "properties": {"sidecar.address": address, "sidecar.deadline-ms": 60000},
+    }
+
+
+def jdbc_block(
+    jdbc_url: str, *, write_delay: int, initial: str = "LAZY", coalescing: bool = True
+) -> dict[str, Any]:
+    """The in-JVM JDBC MapStore (bench/java) as a map's MapStore, configured as the shim is."""
+    return {
+        "enabled": True,
+        "class-name": JDBC_STORE,
+        "write-delay-seconds": write_delay,
+        "write-batch-size": 1000,
+        "write-coalescing": coalescing,
+        "initial-mode": initial,
+        "properties": {"jdbc.url": jdbc_url},
     }
 
 
@@ -410,14 +484,16 @@ def count_rows(dsn: str, statement: str, *params: Any) -> int:
 
 def ingest(
     client: hazelcast.HazelcastClient, map_name: str, count: Callable[[], int], report: Report,
-    label: str,
+    label: str, meter: Callable[[], CpuMeter], entries: int = N,
+    key: Callable[[int], str] = records.key,
 ) -> float:  # fmt: skip
-    """(3)/(4) Write-behind ingest: first put → last row committed."""
+    """(3)/(4)/(9) Write-behind ingest of ``entries``: first put → last row committed."""
     imap = client.get_map(map_name).blocking()
+    cpu = meter()
     started = time.perf_counter()
     chunk: dict[str, Any] = {}
-    for i in range(N):
-        chunk[records.key(i)] = records.event(i)
+    for i in range(entries):
+        chunk[key(i)] = records.event(i)
         if len(chunk) == 1000:
             imap.put_all(chunk)
             chunk = {}
@@ -427,18 +503,22 @@ def ingest(
     rows, last_rows, last_progress = 0, -1, time.monotonic()
     while time.monotonic() - last_progress < 60:  # give up after a minute without progress
         rows = count()
-        if rows >= N:
+        if rows >= entries:
             break
         if rows != last_rows:
             last_rows, last_progress = rows, time.monotonic()
         time.sleep(0.2)
     elapsed = time.perf_counter() - started
-    if rows < N:
-        report.note(f"{label}: only {rows} of {N} rows after {elapsed:.0f} s")
+    if rows < entries:
+        report.note(f"{label}: only {rows} of {entries} rows after {elapsed:.0f} s")
         return 0.0
-    report.row(label, rate(N, elapsed), f"(puts done after {put_done:.1f} s)")
+    report.row(
+        label,
+        rate(entries, elapsed),
+        f"(puts done after {put_done:.1f} s; {cpu.per(entries, 'entry')})",
+    )
     imap.evict_all()
-    return N / elapsed
+    return entries / elapsed
 
 
 def write_through(
@@ -529,6 +609,54 @@ def loads(
     return p99 / baseline_p99, load_1000, select_1000
 
 
+def cpu_per_call(sidecar: SidecarProcess, data: Data, report: Report) -> float:
+    """(10) The sidecar's CPU per single-entry Store call ÷ its CPU per bare health Check.
+
+    One client, sequential calls, the same number of each, in alternating rounds so that
+    drift of the shared machine hits both alike; CPU is the sidecar process's utime +
+    stime (all its threads: grpc's C core included) from /proc/<pid>/stat. The Store
+    calls are what the shim sends for one ``store()``: one entry of an event map, with
+    the value's schema.
+    """
+    assert sidecar.proc is not None and sidecar.channel is not None
+    pid = sidecar.proc.pid
+    stub = sidecar.stub
+    health = health_pb2_grpc.HealthStub(sidecar.channel)
+    check = health_pb2.HealthCheckRequest(service="")
+    calls = min(CPU_CALLS, data.count)
+
+    def store_request(map_name: str, i: int) -> pb.StoreRequest:
+        entry = pb.Entry(key=data.keys[i], value=data.values[i])
+        return pb.StoreRequest(map_name=map_name, entries=[entry], schemas=data.schemas)
+
+    for i in range(200):  # warm both paths (pool connections, prepared statements)
+        stub.Store(store_request("cpuwarm_ES", i), timeout=10)
+        health.Check(check, timeout=10)
+    stores = [store_request("cpu_ES", i) for i in range(calls)]
+    rounds = 5
+    cpu = {"store": 0.0, "health": 0.0}
+    latency: dict[str, list[float]] = {"store": [], "health": []}
+    for r in range(rounds):
+        for kind in ("health", "store"):
+            before = cpu_seconds(pid)
+            for i in range(r * calls // rounds, (r + 1) * calls // rounds):
+                started = time.perf_counter()
+                if kind == "store":
+                    stub.Store(stores[i], timeout=10)
+                else:
+                    health.Check(check, timeout=10)
+                latency[kind].append(time.perf_counter() - started)
+            cpu[kind] += cpu_seconds(pid) - before
+    store_us, health_us = (cpu[k] / calls * 1e6 for k in ("store", "health"))
+    report.row(
+        f"(10) sidecar CPU per call, {calls:,} sequential calls each: 1-entry Store / health Check",
+        f"{store_us:,.0f} / {health_us:,.0f} µs",
+        f"{store_us / health_us:.2f}x (client p50 {pct(latency['store'], 0.5) * 1e6:,.0f} / "
+        f"{pct(latency['health'], 0.5) * 1e6:,.0f} µs)",
+    )
+    return store_us / health_us
+
+
 # -- main -----------------------------------------------------------------------------
 
 
@@ -587,20 +715,20 @@ def main() -> int:
             point_ratio, _, _ = loads(on.stub, health, dsn, data, report)
             targets["point-load-p99"] = (point_ratio, "<=1.50", point_ratio <= 1.5)
 
+            print("(10) sidecar CPU per call", flush=True)
+            cpu_ratio = cpu_per_call(on, data, report)
+            targets["sidecar-cpu-per-call"] = (cpu_ratio, "<=1.00", cpu_ratio <= 1.0)
+
             maps = {
                 "ing_VIEW": {"map-store": store_block(on.address, write_delay=1)},
                 "wton_VIEW": {"map-store": store_block(on.address, write_delay=0)},
                 "wtoff_VIEW": {"map-store": store_block(off.address, write_delay=0)},
-                "jdbc_VIEW": {
-                    "map-store": {
-                        "enabled": True,
-                        "class-name": "io.github.hzsidecar.bench.JdbcBatchMapStore",
-                        "write-delay-seconds": 1,
-                        "write-batch-size": 1000,
-                        "write-coalescing": True,
-                        "properties": {"jdbc.url": jdbc_url},
-                    }
-                },
+                "jdbc_VIEW": {"map-store": jdbc_block(jdbc_url, write_delay=1)},
+                "jdbcwt_VIEW": {"map-store": jdbc_block(jdbc_url, write_delay=0)},
+                # Event maps as the reference configures them: write-behind without
+                # coalescing, so Hazelcast calls store() once per entry, one after another.
+                "nc_ES": {"map-store": store_block(on.address, write_delay=1, coalescing=False)},
+                "jdbcnc_ES": {"map-store": jdbc_block(jdbc_url, write_delay=1, coalescing=False)},
                 "generic_VIEW": {
                     "map-store": {
                         "enabled": True,
@@ -622,24 +750,30 @@ def main() -> int:
             member.start()
             client = member.client()
             clients.append(client)
+            assert member.proc is not None
+            postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+            pids = {"sidecar": on.proc.pid, "member": member.proc.pid, "client": os.getpid()}
+
+            def meter() -> CpuMeter:
+                return CpuMeter(pids, postmaster)
 
             print("(3) write-behind ingest", flush=True)
             view_count = "SELECT count(*) FROM domain_views WHERE view_name = %s"
             ours = ingest(
                 client, "ing_VIEW", lambda: count_rows(dsn, view_count, "ing_VIEW"), report,
-                "(3) e2e write-behind ingest, member+shim+sidecar",
+                "(3) e2e write-behind ingest, member+shim+sidecar", meter,
             )  # fmt: skip
             rss_after_ingest = rss_mb(on.proc.pid)
             print("(4) alternatives", flush=True)
             jdbc = ingest(
                 client, "jdbc_VIEW", lambda: count_rows(dsn, view_count, "jdbc_VIEW"), report,
-                "(4) in-JVM JDBC batch MapStore (hand-rolled)",
+                "(4) in-JVM JDBC MapStore (hand-rolled; storeAll: one JDBC batch)", meter,
             )  # fmt: skip
             try:
                 generic = ingest(
                     client, "generic_VIEW",
                     lambda: count_rows(dsn, f"SELECT count(*) FROM {GENERIC_TABLE}"), report,
-                    "(4) GenericMapStore over JDBC (hazelcast-mapstore 5.6.0)",
+                    "(4) GenericMapStore over JDBC (hazelcast-mapstore 5.6.0)", meter,
                 )  # fmt: skip
             except Exception as exc:  # the alternative may not run: say why
                 generic = 0.0
@@ -650,7 +784,7 @@ def main() -> int:
                     + f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 )
             if jdbc:
-                report.row("(4) ours / in-JVM JDBC batch MapStore", "", f"{ours / jdbc:.2f}x")
+                report.row("(4) ours / in-JVM JDBC MapStore", "", f"{ours / jdbc:.2f}x")
                 targets["e2e-vs-jdbc-mapstore"] = (ours / jdbc, ">=1.00", ours / jdbc >= 1.0)
             if generic:
                 report.row("(4) ours / GenericMapStore", "", f"{ours / generic:.2f}x")
@@ -662,27 +796,65 @@ def main() -> int:
             else:
                 targets["e2e-vs-generic-mapstore"] = (None, ">=1.50", None)
 
+            print("(9) event map without coalescing", flush=True)
+            event_count = "SELECT count(*) FROM domain_events WHERE map_name = %s"
+            ours_nc = ingest(
+                client, "nc_ES", lambda: count_rows(dsn, event_count, "nc_ES"), report,
+                "(9) event map, write-coalescing off (store() per entry): member+shim+sidecar",
+                meter, ES_N, records.event_key,
+            )  # fmt: skip
+            jdbc_nc = ingest(
+                client, "jdbcnc_ES", lambda: count_rows(dsn, event_count, "jdbcnc_ES"), report,
+                "(9) event map, write-coalescing off: in-JVM JDBC MapStore (1 INSERT per store())",
+                meter, ES_N, records.event_key,
+            )  # fmt: skip
+            nc_ratio = ours_nc / jdbc_nc if jdbc_nc else None
+            if nc_ratio is not None:
+                report.row("(9) ours / in-JVM JDBC MapStore, event map without coalescing",
+                           "", f"{nc_ratio:.2f}x")  # fmt: skip
+            targets["es-nocoalesce-vs-jdbc-store"] = (
+                nc_ratio,
+                ">=1.00",
+                None if nc_ratio is None else nc_ratio >= 1.0,
+            )
+
             print("(5) write-through", flush=True)
             gc_ratio = None
-            # Warm both paths first (JIT, pools, prepared statements): the first
-            # measured run would otherwise pay for it alone.
-            write_through(client, "wton_VIEW", 8, 900_000_000, seconds=2)
-            write_through(client, "wtoff_VIEW", 8, 900_000_000, seconds=2)
+            vs_jdbc: list[float] = []
+            # Warm every path first (JIT, pools, prepared statements, the JDBC store's
+            # connection of each executor thread): the first measured run would
+            # otherwise pay for it alone.
+            for name in ("wton_VIEW", "wtoff_VIEW", "jdbcwt_VIEW"):
+                write_through(client, name, 32, 900_000_000, seconds=2)
             for putters in (1, 8, 32):
-                on_rate, _ = write_through(client, "wton_VIEW", putters, putters * 1000)
+                cpu = meter()
+                on_rate, on_puts = write_through(client, "wton_VIEW", putters, putters * 1000)
+                on_cpu = cpu.per(on_puts, "put")
                 off_rate, _ = write_through(client, "wtoff_VIEW", putters, putters * 1000)
+                cpu = meter()
+                jdbc_rate, jdbc_puts = write_through(client, "jdbcwt_VIEW", putters, putters * 1000)
+                jdbc_cpu = cpu.per(jdbc_puts, "put")
                 report.row(
                     f"(5) write-through, {putters} putters: group commit on / off",
                     f"{on_rate:,.0f} / {off_rate:,.0f} puts/s",
                     f"{on_rate / off_rate:.2f}x",
                 )
+                report.row(
+                    f"(5) write-through, {putters} putters: ours / in-JVM JDBC store()",
+                    f"{on_rate:,.0f} / {jdbc_rate:,.0f} puts/s",
+                    f"{on_rate / jdbc_rate:.2f}x (ours {on_cpu}; JDBC {jdbc_cpu})",
+                )
                 if putters == 32:
                     gc_ratio = on_rate / off_rate
+                if putters in (8, 32):
+                    vs_jdbc.append(on_rate / jdbc_rate)
             targets["group-commit-32-putters"] = (
                 gc_ratio,
                 ">=5.00",
                 None if gc_ratio is None else gc_ratio >= 5,
             )
+            wt_ratio = min(vs_jdbc)
+            targets["write-through-vs-jdbc"] = (wt_ratio, ">=1.00", wt_ratio >= 1.0)
 
             print("(6) cold start", flush=True)
             client.shutdown()
@@ -694,14 +866,7 @@ def main() -> int:
             }
             size, cold = cold_start(work, eager, jdbc_url, "ing_VIEW", clients)
             jdbc_eager = {
-                "jdbc_VIEW": {
-                    "map-store": {
-                        "enabled": True,
-                        "class-name": "io.github.hzsidecar.bench.JdbcBatchMapStore",
-                        "initial-mode": "EAGER",
-                        "properties": {"jdbc.url": jdbc_url},
-                    }
-                }
+                "jdbc_VIEW": {"map-store": jdbc_block(jdbc_url, write_delay=1, initial="EAGER")}
             }
             jdbc_size, jdbc_cold = cold_start(work, jdbc_eager, jdbc_url, "jdbc_VIEW", clients)
             with psycopg.connect(dsn) as conn:

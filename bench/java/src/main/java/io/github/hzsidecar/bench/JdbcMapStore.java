@@ -27,43 +27,48 @@ import java.util.Properties;
 
 /**
  * The hand-rolled baseline: what a Hazelcast user writes instead of the sidecar. Values (GenericRecords
- * of the client's Compact classes) become JSON in the member and go into the same {@code domain_views}
- * table with one JDBC batch per storeAll, in one transaction. Loading reads the same rows back
- * ({@code loadAllKeys}: one SELECT; {@code loadAll}: one {@code = ANY} SELECT per call, on a connection
- * of the calling thread, as Hazelcast loads partitions concurrently) and rebuilds each BenchEvent
- * GenericRecord from its JSON: the baseline of the cold-start case.
+ * of the client's Compact classes) become JSON in the member and go into the sidecar's tables: an event
+ * map ({@code *_ES}) appends to {@code domain_events} (INSERT, a key's first event kept), any other map
+ * upserts into {@code domain_views}.
+ *
+ * <p>{@code store} is one single-row INSERT in autocommit, what a user's {@code store} does: Hazelcast
+ * calls it in write-through, and in write-behind without write-coalescing once per entry.
+ * {@code storeAll} is one JDBC batch in one transaction. Each calling thread has a connection of its
+ * own (Hazelcast calls a write-through store from as many threads as there are callers), as a pool would
+ * give it. Loading reads the same rows back ({@code loadAllKeys}: one SELECT; {@code loadAll}: one
+ * {@code = ANY} SELECT per call) and rebuilds each BenchEvent GenericRecord from its JSON: the baseline of
+ * the cold-start case.
  */
-public class JdbcBatchMapStore implements MapStore<Object, Object>, MapLoaderLifecycleSupport {
+public class JdbcMapStore implements MapStore<Object, Object>, MapLoaderLifecycleSupport {
 
-    private static final String UPSERT = "INSERT INTO domain_views (view_name, view_key, key_format,"
+    private static final String UPSERT_VIEW = "INSERT INTO domain_views (view_name, view_key, key_format,"
             + " value_format, type_name, schema_id, view_data, last_updated_millis)"
             + " VALUES (?, ?, '', 'compact', ?, 0, ?::jsonb, ?)"
             + " ON CONFLICT (view_name, view_key, key_format) DO UPDATE SET view_data = excluded.view_data,"
             + " last_updated_millis = excluded.last_updated_millis, updated_at = now()";
 
+    /** The columns the sidecar fills for a BenchEvent under a String key (its key format 'string'). */
+    private static final String INSERT_EVENT = "INSERT INTO domain_events (map_name, map_key, key_format,"
+            + " value_format, type_name, schema_id, event_data, sequence, event_type, timestamp_millis,"
+            + " correlation_id) VALUES (?, ?, 'string', 'compact', ?, 0, ?::jsonb, ?, ?, ?, ?)"
+            + " ON CONFLICT (map_name, map_key, key_format) DO NOTHING";
+
     private String mapName;
     private String url;
-    private Connection connection;
-    private final List<Connection> loadConnections = Collections.synchronizedList(new ArrayList<>());
-    private final ThreadLocal<Connection> loadConnection = new ThreadLocal<>();
+    private boolean events;
+    private final List<Connection> connections = Collections.synchronizedList(new ArrayList<>());
+    private final ThreadLocal<Connection> threadConnection = new ThreadLocal<>();
 
     @Override
     public void init(HazelcastInstance instance, Properties properties, String mapName) {
         this.mapName = mapName;
         this.url = properties.getProperty("jdbc.url");
-        try {
-            connection = DriverManager.getConnection(url);
-            connection.setAutoCommit(false);
-        } catch (SQLException e) {
-            throw new IllegalStateException(e);
-        }
+        this.events = mapName.endsWith("_ES");
     }
 
     @Override
     public void destroy() {
-        List<Connection> all = new ArrayList<>(loadConnections);
-        all.add(connection);
-        for (Connection each : all) {
+        for (Connection each : new ArrayList<>(connections)) {
             try {
                 each.close();
             } catch (SQLException ignored) {
@@ -73,21 +78,28 @@ public class JdbcBatchMapStore implements MapStore<Object, Object>, MapLoaderLif
     }
 
     @Override
-    public synchronized void store(Object key, Object value) {
-        storeAll(Collections.singletonMap(key, value));
+    public void store(Object key, Object value) {
+        try (PreparedStatement statement = connection().prepareStatement(events ? INSERT_EVENT : UPSERT_VIEW)) {
+            bind(statement, key, (GenericRecord) value, System.currentTimeMillis());
+            statement.executeUpdate();
+        } catch (SQLException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     @Override
-    public synchronized void storeAll(Map<Object, Object> map) {
+    public void storeAll(Map<Object, Object> map) {
         long now = System.currentTimeMillis();
-        try (PreparedStatement statement = connection.prepareStatement(UPSERT)) {
+        Connection connection;
+        try {
+            connection = connection();
+            connection.setAutoCommit(false);
+        } catch (SQLException e) {
+            throw new IllegalStateException(e);
+        }
+        try (PreparedStatement statement = connection.prepareStatement(events ? INSERT_EVENT : UPSERT_VIEW)) {
             for (Map.Entry<Object, Object> entry : map.entrySet()) {
-                GenericRecord record = (GenericRecord) entry.getValue();
-                statement.setString(1, mapName);
-                statement.setString(2, String.valueOf(entry.getKey()));
-                statement.setString(3, "BenchEvent");
-                statement.setString(4, json(record));
-                statement.setLong(5, now);
+                bind(statement, entry.getKey(), (GenericRecord) entry.getValue(), now);
                 statement.addBatch();
             }
             statement.executeBatch();
@@ -99,6 +111,28 @@ public class JdbcBatchMapStore implements MapStore<Object, Object>, MapLoaderLif
                 // the store fails anyway
             }
             throw new IllegalStateException(e);
+        } finally {
+            try {
+                connection.setAutoCommit(true);
+            } catch (SQLException ignored) {
+                // the next call finds out
+            }
+        }
+    }
+
+    private void bind(PreparedStatement statement, Object key, GenericRecord record, long now)
+            throws SQLException {
+        statement.setString(1, mapName);
+        statement.setString(2, String.valueOf(key));
+        statement.setString(3, "BenchEvent");
+        statement.setString(4, json(record));
+        if (events) {
+            statement.setLong(5, record.getInt64("sequence"));
+            statement.setString(6, record.getString("eventType"));
+            statement.setLong(7, record.getInt64("timestampMillis"));
+            statement.setString(8, record.getString("correlationId"));
+        } else {
+            statement.setLong(5, now);
         }
     }
 
@@ -168,9 +202,10 @@ public class JdbcBatchMapStore implements MapStore<Object, Object>, MapLoaderLif
     public Map<Object, Object> loadAll(Collection<Object> keys) {
         Map<Object, Object> result = new HashMap<>();
         try {
-            Connection loader = loader();
-            try (PreparedStatement statement = loader.prepareStatement("SELECT view_key, view_data::text"
-                    + " FROM domain_views WHERE view_name = ? AND view_key = ANY(?)")) {
+            Connection loader = connection();
+            try (PreparedStatement statement = loader.prepareStatement(events
+                    ? "SELECT map_key, event_data::text FROM domain_events WHERE map_name = ? AND map_key = ANY(?)"
+                    : "SELECT view_key, view_data::text FROM domain_views WHERE view_name = ? AND view_key = ANY(?)")) {
                 statement.setString(1, mapName);
                 statement.setArray(2, loader.createArrayOf("text", keys.stream().map(String::valueOf).toArray()));
                 try (ResultSet rows = statement.executeQuery()) {
@@ -188,8 +223,9 @@ public class JdbcBatchMapStore implements MapStore<Object, Object>, MapLoaderLif
     @Override
     public Iterable<Object> loadAllKeys() {
         List<Object> keys = new ArrayList<>();
-        try (PreparedStatement statement = loader().prepareStatement(
-                "SELECT view_key FROM domain_views WHERE view_name = ?")) {
+        try (PreparedStatement statement = connection().prepareStatement(events
+                ? "SELECT map_key FROM domain_events WHERE map_name = ?"
+                : "SELECT view_key FROM domain_views WHERE view_name = ?")) {
             statement.setString(1, mapName);
             try (ResultSet rows = statement.executeQuery()) {
                 while (rows.next()) {
@@ -202,12 +238,13 @@ public class JdbcBatchMapStore implements MapStore<Object, Object>, MapLoaderLif
         return keys;
     }
 
-    private Connection loader() throws SQLException {
-        Connection mine = loadConnection.get();
+    /** The calling thread's connection, in autocommit. */
+    private Connection connection() throws SQLException {
+        Connection mine = threadConnection.get();
         if (mine == null) {
             mine = DriverManager.getConnection(url);
-            loadConnection.set(mine);
-            loadConnections.add(mine);
+            threadConnection.set(mine);
+            connections.add(mine);
         }
         return mine;
     }
