@@ -283,14 +283,11 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             try:
                 try:
                     key = decode(data, route.java_key_text, route.kind)
-                except UnknownSchemaError:
-                    if refreshed:
-                        continue
-                    refreshed = True
-                    key = await self._settle(
-                        functools.partial(decode, data, route.java_key_text, route.kind)
-                    )
-                except WriteOrderNeeded:
+                except (UnknownSchemaError, WriteOrderNeeded) as exc:
+                    if isinstance(exc, UnknownSchemaError):
+                        if refreshed:  # the store was asked once already in this call
+                            continue
+                        refreshed = True
                     key = await self._settle(
                         functools.partial(decode, data, route.java_key_text, route.kind)
                     )

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 
 class StoreKind(enum.StrEnum):
@@ -150,6 +151,21 @@ class UnreadableRow:
     key_format: str
     error: str
     seen_at_millis: int
+
+
+def raised_by(exc: BaseException, kind: type[E]) -> E | None:
+    """``exc`` itself or the first of its causes (``raise ... from``) that is a ``kind``.
+
+    What a provider's :meth:`Provider.is_transient` looks for: the driver's error,
+    raised as it is or as the cause of the provider's own
+    :class:`~sidecar.errors.SidecarError`.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 class RetryHook(Protocol):

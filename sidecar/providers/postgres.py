@@ -61,6 +61,7 @@ from sidecar.providers.base import (
     StoreEntry,
     StoreKind,
     UnreadableRow,
+    raised_by,
 )
 
 logger = logging.getLogger(__name__)
@@ -484,12 +485,8 @@ class PostgresProvider(Provider):
     def is_transient(self, exc: BaseException) -> bool:
         """A lost connection or a SQLSTATE worth a second attempt (:func:`transient_error`),
         raised as it is or as the cause of this provider's own error."""
-        seen: BaseException | None = exc
-        while seen is not None:
-            if isinstance(seen, psycopg.Error):
-                return transient_error(seen)
-            seen = seen.__cause__
-        return False
+        error = raised_by(exc, psycopg.Error)
+        return error is not None and transient_error(error)
 
     async def _run(
         self,

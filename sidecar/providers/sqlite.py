@@ -36,6 +36,7 @@ from sidecar.providers.base import (
     StoreEntry,
     StoreKind,
     UnreadableRow,
+    raised_by,
 )
 
 log = logging.getLogger(__name__)
@@ -425,16 +426,9 @@ class SQLiteProvider(Provider):
         """The database is locked by another connection (SQLITE_BUSY, SQLITE_LOCKED),
         past ``busy-timeout-ms``: a later attempt may find it free
         (https://www.sqlite.org/rescode.html#busy)."""
-        seen: BaseException | None = exc
-        while seen is not None:
-            if isinstance(seen, sqlite3.Error):
-                code = getattr(seen, "sqlite_errorcode", None)
-                return code is not None and code & 0xFF in (
-                    sqlite3.SQLITE_BUSY,
-                    sqlite3.SQLITE_LOCKED,
-                )
-            seen = seen.__cause__
-        return False
+        error = raised_by(exc, sqlite3.Error)
+        code = getattr(error, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

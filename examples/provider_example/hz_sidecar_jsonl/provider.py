@@ -49,6 +49,7 @@ from sidecar.providers.base import (
     StoredValue,
     StoreEntry,
     StoreKind,
+    raised_by,
 )
 
 log = logging.getLogger(__name__)
@@ -141,12 +142,8 @@ class JsonLinesProvider(Provider):
     def is_transient(self, exc: BaseException) -> bool:
         """A busy resource (EAGAIN, EBUSY), raised as it is or as the cause of the
         StoreUnavailableError this provider wraps it in."""
-        seen: BaseException | None = exc
-        while seen is not None:
-            if isinstance(seen, OSError):
-                return seen.errno in TRANSIENT_ERRNOS
-            seen = seen.__cause__
-        return False
+        error = raised_by(exc, OSError)
+        return error is not None and error.errno in TRANSIENT_ERRNOS
 
     # -- the provider interface ------------------------------------------------------
 
