@@ -5,7 +5,11 @@ connection pool; every store, load and delete is one statement (one round trip)
 whatever the number of entries: arrays travel as *binary* parameters (``%b``)
 into ``unnest`` / ``= ANY``, because dumping a list of JSON strings as a text
 array costs more client CPU than the server spends on the whole upsert
-(``reference/measured-ceilings.md``).
+(``reference/measured-ceilings.md``). A call for a single entry or key, the
+common case of event maps (Hazelcast calls ``store`` once per entry), takes a
+statement with scalar parameters instead, built once per table so that psycopg
+prepares it on the server after a few executions (its ``prepare_threshold``):
+the same row, the same result, without dumping one-element arrays.
 
 Values go into JSONB columns so the database stays readable
 (``SELECT event_data->>'amount' FROM domain_events``). JSONB does not keep the
@@ -102,6 +106,9 @@ class PostgresSettings:
         load_all_keys_batch_size: the largest batch ``load_all_keys`` fetches.
         schema: the PostgreSQL schema holding the tables.
         retry_seconds: how long a call without a deadline retries transient failures.
+        prepared_statements: let psycopg prepare the statements it runs often (its
+            ``prepare_threshold``); off for a pooler that cannot keep them, such as
+            PgBouncer before 1.21 in transaction mode.
     """
 
     dsn: str = ""
@@ -113,6 +120,20 @@ class PostgresSettings:
     load_all_keys_batch_size: int = 1000
     schema: str = "public"
     retry_seconds: float = 10.0
+    prepared_statements: bool = True
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """What every connection of the provider is opened with (pool, migrations, check)."""
+        kwargs: dict[str, Any] = {
+            # A single statement is its own transaction; several use conn.transaction().
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(self.connect_timeout_seconds)),
+        }
+        if "application_name" not in conninfo_to_dict(self.dsn):
+            kwargs["application_name"] = _APPLICATION_NAME
+        if not self.prepared_statements:
+            kwargs["prepare_threshold"] = None
+        return kwargs
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> PostgresSettings:
@@ -127,6 +148,7 @@ class PostgresSettings:
             "load-all-keys-batch-size",
             "schema",
             "retry-seconds",
+            "prepared-statements",
         }
         unknown = sorted(set(settings) - known - _SELECTORS)
         if unknown:
@@ -165,6 +187,9 @@ class PostgresSettings:
             ),
             schema=_schema_name(settings.get("schema", defaults.schema)),
             retry_seconds=_seconds(settings, "retry-seconds", defaults.retry_seconds),
+            prepared_statements=_bool(
+                settings, "prepared-statements", defaults.prepared_statements
+            ),
         )
         if parsed.pool_min_size > parsed.pool_max_size:
             raise ConfigError(
@@ -346,6 +371,79 @@ _COLUMNS = {
     StoreKind.VIEW: ("domain_views", "view_name", "view_key", "view_data"),
 }
 
+#: The column lists of a store, and what a view's upsert sets: shared by the array
+#: form and the single-row form so that both write the same row.
+_EVENT_INSERT_COLUMNS: Final = (
+    "map_name, map_key, key_format, key_data, value_format, type_name, schema_id,"
+    " event_data, exact_data, aggregate_id, sequence, event_type, timestamp_millis,"
+    " correlation_id"
+)
+_VIEW_INSERT_COLUMNS: Final = (
+    "view_name, view_key, key_format, key_data, value_format, type_name, schema_id,"
+    " view_data, exact_data, last_updated_millis"
+)
+_EVENT_ON_CONFLICT: Final = " ON CONFLICT (map_name, map_key, key_format) DO NOTHING"
+_VIEW_ON_CONFLICT: Final = (
+    " ON CONFLICT (view_name, view_key, key_format) DO UPDATE SET"
+    " key_format = excluded.key_format, key_data = excluded.key_data,"
+    " value_format = excluded.value_format,"
+    " type_name = excluded.type_name, schema_id = excluded.schema_id,"
+    " view_data = excluded.view_data, exact_data = excluded.exact_data,"
+    " last_updated_millis = excluded.last_updated_millis, updated_at = now()"
+)
+#: The single-row statements, by name: their text never changes (see _single_row_sql).
+_STORE_ONE: Final = "store"
+_LOAD_ONE: Final = "load"
+_DELETE_ONE: Final = "delete"
+_INT8_MIN: Final = -(2**63)
+_INT8_MAX: Final = 2**63 - 1
+_NO_EVENT: Final = EventColumns()
+
+
+def _load_columns(kind: StoreKind) -> str:
+    """What a load selects (``{key}`` and ``{data}`` to fill): the row :func:`_entry` reads."""
+    return (
+        "{key}, key_format, key_data, value_format, COALESCE(exact_data, {data}::text),"
+        " type_name, schema_id" + (_EVENT_COLUMNS if kind is StoreKind.EVENT else "")
+    )
+
+
+def _single_row_sql(statement: str, kind: StoreKind, table: _Table) -> sql.Composed:
+    """The statement of one entry or key: the array form's, with scalar parameters.
+
+    A store writes what the array form writes (the same columns, ``NULLIF`` and
+    ``::jsonb``, the same ON CONFLICT); its parameters come in the array form's
+    order (:meth:`PostgresProvider._store_one`). Every parameter is typed in the
+    text, so that a NULL (sent untyped) leaves the plan as it is.
+    """
+    if statement == _STORE_ONE:
+        values = (
+            "%b::text, %b::text, %b::text, %b::bytea, NULLIF(%b::text, ''), %b::text,"
+            " %b::int8, %b::text::jsonb, %b::text"
+        )
+        if kind is StoreKind.EVENT:
+            columns, on_conflict = _EVENT_INSERT_COLUMNS, _EVENT_ON_CONFLICT
+            values += ", %b::text, %b::int8, %b::text, %b::int8, %b::text"
+        else:
+            columns, on_conflict = _VIEW_INSERT_COLUMNS, _VIEW_ON_CONFLICT
+            values += ", %b::int8"
+        text = f"INSERT INTO {{table}} AS t ({columns}) VALUES ({values}){on_conflict}"
+    elif statement == _LOAD_ONE:
+        text = (
+            "SELECT " + _load_columns(kind) + " FROM {table}"
+            " WHERE {map} = %b::text AND {key} = %b::text AND key_format = %b::text"
+        )
+    elif statement == _DELETE_ONE:
+        text = (
+            "DELETE FROM {table}"
+            " WHERE {map} = %b::text AND {key} = %b::text AND key_format = %b::text"
+        )
+    else:
+        raise ValueError(f"no single-row statement {statement!r}")
+    return sql.SQL(text).format(
+        table=table.name, map=table.map_column, key=table.key_column, data=table.data_column
+    )
+
 
 class PostgresProvider(Provider):
     """Events and views in PostgreSQL, shared by every sidecar of a cluster.
@@ -360,6 +458,9 @@ class PostgresProvider(Provider):
     name = "postgres"
     shared = True
     supports_write_order = True
+    #: A store of one entry, and a load or delete of one key, take a statement with
+    #: scalar parameters (False: the array form of any size; for measurements).
+    single_row_statements: bool = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
@@ -384,6 +485,14 @@ class PostgresProvider(Provider):
         self._dead_letters_table = sql.Identifier(schema, "hz_sidecar_dead_letters")
         self._unreadable_table = sql.Identifier(schema, "hz_sidecar_unreadable_rows")
         self._history_table = sql.Identifier(schema, "hz_sidecar_migrations")
+        self._single_row = {
+            (statement, kind): _single_row_sql(statement, kind, self._tables[kind])
+            for statement in (_STORE_ONE, _LOAD_ONE, _DELETE_ONE)
+            for kind in StoreKind
+        }
+        #: The single-row statements as the connections' encoding renders them, made
+        #: once: psycopg then finds the same text each time, with no composing.
+        self._single_row_text: dict[tuple[str, StoreKind], bytes] = {}
 
     def __repr__(self) -> str:
         return (
@@ -402,13 +511,7 @@ class PostgresProvider(Provider):
         if self._pool is not None:
             return
         config = self.config
-        kwargs: dict[str, Any] = {
-            # A single statement is its own transaction; several use conn.transaction().
-            "autocommit": True,
-            "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
-        }
-        if "application_name" not in conninfo_to_dict(config.dsn):
-            kwargs["application_name"] = _APPLICATION_NAME
+        kwargs = config.connection_kwargs()
         pool: psycopg_pool.AsyncConnectionPool[Connection] = psycopg_pool.AsyncConnectionPool(
             config.dsn,
             kwargs=kwargs,
@@ -534,13 +637,26 @@ class PostgresProvider(Provider):
             logger.debug("postgres is not available: %s: %s", type(exc).__name__, exc)
             return False
 
+    def _single_row_query(self, conn: Connection, statement: str, kind: StoreKind) -> bytes:
+        """The text of a single-row statement, rendered on first use and kept."""
+        key = (statement, kind)
+        text = self._single_row_text.get(key)
+        if text is None:
+            text = self._single_row_text[key] = self._single_row[key].as_bytes(conn)
+        return text
+
     async def store(self, map_name: str, kind: StoreKind, entries: Sequence[StoreEntry]) -> None:
         """One INSERT of all ``entries`` (events: first kept; views: latest wins).
 
         A key is identified by its text and its format together. An empty value
-        format is written as NULL, as in a row of the reference framework.
+        format is written as NULL, as in a row of the reference framework. A
+        single entry takes ``INSERT ... VALUES`` with scalar parameters, the same
+        row as the array form writes.
         """
         if not entries:
+            return
+        if len(entries) == 1 and self.single_row_statements:
+            await self._store_one(map_name, kind, entries[0])
             return
         table = self._tables[kind]
         if kind is StoreKind.VIEW:
@@ -556,16 +672,14 @@ class PostgresProvider(Provider):
         schema_ids = [e.value.schema_id for e in entries]
         documents, exact = _pg_documents(entries)
         if kind is StoreKind.EVENT:
-            events = [e.event or EventColumns() for e in entries]
+            events = [e.event or _NO_EVENT for e in entries]
             query = sql.SQL(
-                "INSERT INTO {table} AS t (map_name, map_key, key_format, key_data, value_format,"
-                " type_name, schema_id, event_data, exact_data, aggregate_id, sequence,"
-                " event_type, timestamp_millis, correlation_id)"
+                "INSERT INTO {table} AS t (" + _EVENT_INSERT_COLUMNS + ")"
                 " SELECT %b, k, kf, kd, NULLIF(vf, ''), tn, sid, d::jsonb, x, agg, seq, et, ts,"
                 " cid FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[],"
                 " %b::int8[], %b::text[], %b::text[], %b::text[], %b::int8[], %b::text[],"
                 " %b::int8[], %b::text[]) AS u(k, kf, kd, vf, tn, sid, d, x, agg, seq, et, ts, cid)"
-                " ON CONFLICT (map_name, map_key, key_format) DO NOTHING"
+                + _EVENT_ON_CONFLICT
             ).format(table=table.name)
             params: tuple[Any, ...] = (
                 map_name,
@@ -585,17 +699,11 @@ class PostgresProvider(Provider):
             )
         else:
             query = sql.SQL(
-                "INSERT INTO {table} AS t (view_name, view_key, key_format, key_data,"
-                " value_format, type_name, schema_id, view_data, exact_data, last_updated_millis)"
+                "INSERT INTO {table} AS t (" + _VIEW_INSERT_COLUMNS + ")"
                 " SELECT %b, k, kf, kd, NULLIF(vf, ''), tn, sid, d::jsonb, x, %b"
                 " FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[],"
                 " %b::int8[], %b::text[], %b::text[]) AS u(k, kf, kd, vf, tn, sid, d, x)"
-                " ON CONFLICT (view_name, view_key, key_format) DO UPDATE SET"
-                " key_format = excluded.key_format, key_data = excluded.key_data,"
-                " value_format = excluded.value_format,"
-                " type_name = excluded.type_name, schema_id = excluded.schema_id,"
-                " view_data = excluded.view_data, exact_data = excluded.exact_data,"
-                " last_updated_millis = excluded.last_updated_millis, updated_at = now()"
+                + _VIEW_ON_CONFLICT
             ).format(table=table.name)
             params = (
                 map_name,
@@ -617,20 +725,73 @@ class PostgresProvider(Provider):
 
         await self._run(f"store of {len(entries)} {kind} entries", map_name, work)
 
+    async def _store_one(self, map_name: str, kind: StoreKind, entry: StoreEntry) -> None:
+        """``store`` of one entry: INSERT ... VALUES, the parameters in the array form's order."""
+        key_text, key_format = _pg_key(entry.key)
+        value = entry.value
+        document, exact = _pg_document(entry)
+        params: tuple[Any, ...]
+        if kind is StoreKind.EVENT:
+            event = entry.event or _NO_EVENT
+            params = (
+                map_name,
+                key_text,
+                key_format,
+                entry.key.data,
+                value.format,
+                value.type_name,
+                _int8(value.schema_id),
+                document,
+                exact,
+                _readable(event.aggregate_id),
+                _int8(event.sequence),
+                _readable(event.event_type),
+                _int8(event.timestamp_millis),
+                _readable(event.correlation_id),
+            )
+        else:
+            params = (
+                map_name,
+                key_text,
+                key_format,
+                entry.key.data,
+                value.format,
+                value.type_name,
+                _int8(value.schema_id),
+                document,
+                exact,
+                Int8(time.time_ns() // 1_000_000),
+            )
+
+        async def work(conn: Connection) -> None:
+            # One statement in autocommit, as the array form.
+            await conn.execute(self._single_row_query(conn, _STORE_ONE, kind), params)
+
+        await self._run(f"store of 1 {kind} entries", map_name, work)
+
     async def load(
         self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]
     ) -> list[StoreEntry]:
-        """One query joining the (text, format) pairs; documents come back as JSONB renders them."""
+        """One query joining the (text, format) pairs; documents come back as JSONB renders them.
+
+        A single key takes a query on the primary key with scalar parameters.
+        """
         if not keys:
             return []
+        if len(keys) == 1 and self.single_row_statements:
+            key_text, key_format = _pg_key(keys[0])
+            one = (map_name, key_text, key_format)
+
+            async def work_one(conn: Connection) -> list[tuple[Any, ...]]:
+                cur = await conn.execute(self._single_row_query(conn, _LOAD_ONE, kind), one)
+                return await cur.fetchall()
+
+            rows = await self._run("load of 1 keys", map_name, work_one)
+            return [_entry(row, kind) for row in rows]
         table = self._tables[kind]
-        event_columns = _EVENT_COLUMNS if kind is StoreKind.EVENT else ""
         query = sql.SQL(
-            "SELECT {key}, key_format, key_data, value_format,"
-            " COALESCE(exact_data, {data}::text), type_name, schema_id"
-            + event_columns
-            + " FROM {table} JOIN unnest(%b::text[], %b::text[]) AS u(k, f)"
-            " ON {key} = u.k AND key_format = u.f WHERE {map} = %b"
+            "SELECT " + _load_columns(kind) + " FROM {table} JOIN unnest(%b::text[], %b::text[])"
+            " AS u(k, f) ON {key} = u.k AND key_format = u.f WHERE {map} = %b"
         ).format(
             key=table.key_column, data=table.data_column, table=table.name, map=table.map_column
         )
@@ -645,9 +806,18 @@ class PostgresProvider(Provider):
         return [_entry(row, kind) for row in rows]
 
     async def delete(self, map_name: str, kind: StoreKind, keys: Sequence[StoredKey]) -> int:
-        """One DELETE; the number of rows it removed."""
+        """One DELETE; the number of rows it removed. A single key: a DELETE by primary key."""
         if not keys:
             return 0
+        if len(keys) == 1 and self.single_row_statements:
+            key_text, key_format = _pg_key(keys[0])
+            one = (map_name, key_text, key_format)
+
+            async def work_one(conn: Connection) -> int:
+                cur = await conn.execute(self._single_row_query(conn, _DELETE_ONE, kind), one)
+                return cur.rowcount
+
+            return await self._run("delete of 1 keys", map_name, work_one)
         table = self._tables[kind]
         query = sql.SQL(
             "DELETE FROM {table} USING unnest(%b::text[], %b::text[]) AS u(k, f)"
@@ -996,10 +1166,7 @@ class PostgresProvider(Provider):
             config = self.config
             self._pool = psycopg_pool.AsyncConnectionPool(
                 config.dsn,
-                kwargs={
-                    "autocommit": True,
-                    "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
-                },
+                kwargs=config.connection_kwargs(),
                 min_size=0,
                 max_size=1,
                 open=False,
@@ -1082,12 +1249,7 @@ class PostgresProvider(Provider):
         """
         migrations = bundled_migrations()
         config = self.config
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
-        }
-        if "application_name" not in conninfo_to_dict(config.dsn):
-            kwargs["application_name"] = _APPLICATION_NAME
+        kwargs = config.connection_kwargs()
         applied: dict[int, str] = {}
         try:
             async with await psycopg.AsyncConnection.connect(config.dsn, **kwargs) as conn:
@@ -1126,6 +1288,15 @@ def _write_order_json(order: tuple[str, ...] | None) -> str | None:
 
 def _write_order(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(str(name) for name in json.loads(text))
+
+
+def _int8(value: int | None) -> int | None:
+    """A BIGINT parameter: sent as int8 whatever its size, so that the statement's
+    parameter types (and its prepared plan) stay the same. A value out of range is
+    left as it is: the ``::int8`` cast refuses it as it does in the array form."""
+    if value is None or not _INT8_MIN <= value <= _INT8_MAX:
+        return value
+    return Int8(value)
 
 
 def _int8s(values: Sequence[int | None]) -> list[int | None]:
@@ -1180,14 +1351,18 @@ def _pg_documents(entries: Sequence[StoreEntry]) -> tuple[list[str], list[str | 
     documents: list[str] = []
     exact: list[str | None] = []
     for entry in entries:
-        document = entry.value.document
-        if _JSON_NUL in document:
-            documents.append(document.replace(_JSON_NUL, "\\ufffd"))
-            exact.append(document)
-        else:
-            documents.append(document)
-            exact.append(document if entry.value.format == "json" else None)
+        document, exact_text = _pg_document(entry)
+        documents.append(document)
+        exact.append(exact_text)
     return documents, exact
+
+
+def _pg_document(entry: StoreEntry) -> tuple[str, str | None]:
+    """One value's JSONB document and exact text (see :func:`_pg_documents`)."""
+    document = entry.value.document
+    if _JSON_NUL in document:
+        return document.replace(_JSON_NUL, "\\ufffd"), document
+    return document, (document if entry.value.format == "json" else None)
 
 
 def _readable(text: str | None) -> str | None:
