@@ -49,6 +49,10 @@ from sidecar.writer import Writer
 
 log = logging.getLogger(__name__)
 
+#: The most a Call of the Calls stream adds around its request: id, deadline,
+#: cluster size, a traceparent (55 characters) and the request's tag and length.
+CALL_OVERHEAD_BYTES = 128
+
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["MapStore"].full_name
 
 
@@ -103,7 +107,9 @@ class Sidecar:
         has_pool = self.provider.pool_stats() is not None
         self.telemetry.start(self.provider.name, self._pool_stats if has_pool else None)
         options = [
-            ("grpc.max_receive_message_length", listen.max_message_bytes),
+            # A call of the Calls stream is its request plus an id, a deadline, a trace
+            # context and a cluster size: the same request fits either way.
+            ("grpc.max_receive_message_length", listen.max_message_bytes + CALL_OVERHEAD_BYTES),
             ("grpc.max_send_message_length", listen.max_message_bytes),
             # gRPC sets SO_REUSEPORT by default: a second sidecar on the same port would
             # then bind too and silently share the calls.
@@ -205,6 +211,9 @@ class Sidecar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self.health.enter_graceful_shutdown()
+        # The shim's streams stop taking calls and end once those read are answered;
+        # the server's grace then covers unary calls only.
+        self.service.streams.close()
         if self._server is not None:
             await self._server.stop(grace)
         await self.writer.close()

@@ -36,6 +36,7 @@ from hazelcast.serialization.compact import Schema
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from sidecar.admission import Admission
+from sidecar.callstream import CallContext, CallStreams
 from sidecar.cluster_check import check_cluster_size
 from sidecar.codec import DataCodec, EncodedValue, SchemaRegistry
 from sidecar.codec.compact import DEFAULT_MAX_DEPTH
@@ -69,6 +70,9 @@ RETRY_MARGIN_SECONDS = 0.05
 #: A Load encodes this many values between two turns of the event loop, so that a
 #: large loadAll does not hold every other call back while it encodes.
 ENCODE_SLICE = 256
+#: What a Reply of the Calls stream adds around a Load answer: its id (at most 11
+#: bytes) and the answer's tag and length (at most 6).
+REPLY_OVERHEAD_BYTES = 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,11 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self._writer = writer or Writer(provider)
         self._schema_cache: dict[int, pb.Schema] = {}
         self._unreadable = UnreadableRows(provider)
+        # Store, Delete and Load calls of the shim's long-lived stream (sidecar.callstream).
+        self.streams = CallStreams(
+            {"store": self._serve_store, "delete": self._serve_delete, "load": self._serve_load},
+            max_in_flight=self._admission.limits.max_calls_in_flight,
+        )
 
     # -- schemas -------------------------------------------------------------------
 
@@ -210,7 +219,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         return self._router.route(map_name)
 
     @staticmethod
-    def _retry_scope(context: grpc.aio.ServicerContext) -> float | None:
+    def _retry_scope(context: CallContext) -> float | None:
         """Seconds the call's provider work may take: until a little before its gRPC deadline.
 
         The retry scope ends that much before, so that a provider that keeps failing
@@ -220,7 +229,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         return None if remaining is None else max(remaining - RETRY_MARGIN_SECONDS, 0.0)
 
     def _recorder(
-        self, method: str, map_name: str, context: grpc.aio.ServicerContext, size: int | None
+        self, method: str, map_name: str, context: CallContext, size: int | None
     ) -> CallRecorder:
         """The call's recorder, labelled with its map only when the map is routed."""
         if not self._telemetry.enabled:
@@ -239,7 +248,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
 
     async def _deadline(
         self,
-        context: grpc.aio.ServicerContext,
+        context: CallContext,
         rec: CallRecorder,
         operation: str,
         awaitable: Awaitable[T],
@@ -256,7 +265,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             ) from exc
 
     async def _fail(
-        self, context: grpc.aio.ServicerContext, rec: CallRecorder, op: str, exc: BaseException
+        self, context: CallContext, rec: CallRecorder, op: str, exc: BaseException
     ) -> NoReturn:
         rec.failed(exc)
         if isinstance(exc, SidecarError):
@@ -304,16 +313,27 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     async def Store(
         self, request: pb.StoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponse:
+        return await self._serve_store(request, context, pb.StoreResponse())
+
+    async def _serve_store(
+        self, request: pb.StoreRequest, context: CallContext, response: pb.StoreResponse
+    ) -> pb.StoreResponse:
+        """Serve a Store (unary or on the Calls stream), answering into ``response``."""
         with self._recorder("Store", request.map_name, context, len(request.entries)) as rec:
             try:
                 with self._admission.admit(request, "Store", request.map_name):
-                    return await self._store(request, context, rec)
+                    await self._store(request, context, rec, response)
+                    return response
             except Exception as exc:
                 await self._fail(context, rec, f"Store on map '{request.map_name}'", exc)
 
     async def _store(
-        self, request: pb.StoreRequest, context: grpc.aio.ServicerContext, rec: CallRecorder
-    ) -> pb.StoreResponse:
+        self,
+        request: pb.StoreRequest,
+        context: CallContext,
+        rec: CallRecorder,
+        response: pb.StoreResponse,
+    ) -> None:
         log.debug("Store received map=%s entries=%d", request.map_name, len(request.entries))
         route = self._route(request.map_name)
         check_cluster_size(type(self._provider), context.invocation_metadata() or ())
@@ -336,7 +356,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             len(request.entries),
             sum(r is None for r in results),
         )
-        return pb.StoreResponse(results=[_WRITTEN if r is None else r for r in results])
+        response.results.extend([_WRITTEN if r is None else r for r in results])
 
     async def _hand_over(
         self,
@@ -428,6 +448,12 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
+        return await self._serve_delete(request, context, pb.DeleteResponse())
+
+    async def _serve_delete(
+        self, request: pb.DeleteRequest, context: CallContext, response: pb.DeleteResponse
+    ) -> pb.DeleteResponse:
+        """Serve a Delete (unary or on the Calls stream), answering into ``response``."""
         with self._recorder("Delete", request.map_name, context, len(request.keys)) as rec:
             try:
                 with self._admission.admit(request, "Delete", request.map_name):
@@ -445,7 +471,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                             self._writer.delete(request.map_name, route.kind, keys),
                         )
                     rec.deleted(keys=len(request.keys))
-                    return pb.DeleteResponse(deleted=deleted)
+                    response.deleted = deleted
+                    return response
             except Exception as exc:
                 await self._fail(context, rec, f"Delete on map '{request.map_name}'", exc)
 
@@ -454,16 +481,31 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     async def Load(
         self, request: pb.LoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.LoadResponse:
+        return await self._serve_load(request, context, pb.LoadResponse())
+
+    async def _serve_load(
+        self, request: pb.LoadRequest, context: CallContext, response: pb.LoadResponse
+    ) -> pb.LoadResponse:
+        """Serve a Load (unary or on the Calls stream), answering into ``response``.
+
+        The answer is built where it is sent from: a stream's reply holds it, so a
+        large loadAll answer is never copied.
+        """
         with self._recorder("Load", request.map_name, context, len(request.keys)) as rec:
             try:
                 with self._admission.admit(request, "Load", request.map_name):
-                    return await self._load(request, context, rec)
+                    await self._load(request, context, rec, response)
+                    return response
             except Exception as exc:
                 await self._fail(context, rec, f"Load on map '{request.map_name}'", exc)
 
     async def _load(
-        self, request: pb.LoadRequest, context: grpc.aio.ServicerContext, rec: CallRecorder
-    ) -> pb.LoadResponse:
+        self,
+        request: pb.LoadRequest,
+        context: CallContext,
+        rec: CallRecorder,
+        response: pb.LoadResponse,
+    ) -> None:
         route = self._route(request.map_name)
         self._limits.check_count(len(request.keys), "keys", request.map_name)
         requested = await self._lookup_keys(route, request.keys)
@@ -472,7 +514,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         asked = len(set(request.keys))
         if not keys:
             rec.loaded(asked=asked, found=0)
-            return pb.LoadResponse()
+            return
         provider, map_name, kind = self._provider, request.map_name, route.kind
         found = await self._deadline(
             context,
@@ -481,9 +523,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             self._writer.run("load", lambda: provider.load(map_name, kind, keys)),
         )
         with rec.phase("encode"):
-            response = await self._encode_found(request, requested, found, rec)
+            await self._encode_found(request, requested, found, rec, response)
         rec.loaded(asked=asked, found=len(response.entries))
-        return self._fit_load_answer(request.map_name, response, context)
+        self._fit_load_answer(request.map_name, response, context)
 
     async def _encode_found(
         self,
@@ -491,9 +533,9 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         requested: dict[tuple[str, str], tuple[StoredKey, bytes]],
         found: Sequence[StoreEntry],
         rec: CallRecorder,
-    ) -> pb.LoadResponse:
-        """The answer's entries: each found row's value as the member's bytes."""
-        response = pb.LoadResponse()
+        response: pb.LoadResponse,
+    ) -> None:
+        """Fill the answer's entries: each found row's value as the member's bytes."""
         schema_ids: set[int] = set()
         for count, stored in enumerate(found, 1):
             if count % ENCODE_SLICE == 0:
@@ -513,11 +555,10 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             "Load map=%s keys=%d found=%d", request.map_name, len(requested), len(response.entries)
         )
         response.schemas.extend(self._schema_messages(schema_ids))
-        return response
 
     def _fit_load_answer(
-        self, map_name: str, response: pb.LoadResponse, context: grpc.aio.ServicerContext
-    ) -> pb.LoadResponse:
+        self, map_name: str, response: pb.LoadResponse, context: CallContext
+    ) -> None:
         """The answer, within ``listen.max-message-bytes``: what does not fit is deferred.
 
         gRPC refuses to send a larger message, and would refuse the same Load again
@@ -529,14 +570,15 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             EntryTooLargeError: the first entry does not fit in an answer, so asking
                 again cannot help (marked with a trailer for the shim).
         """
-        limit = self._limits.max_response_bytes
+        # On the Calls stream the answer travels inside a Reply: room for its id and tag.
+        limit = self._limits.max_response_bytes - REPLY_OVERHEAD_BYTES
         size = sum(self._field_size(schema.ByteSize()) for schema in response.schemas)
         entry_sizes = [
             self._field_size(self._field_size(len(e.key)) + self._field_size(len(e.value)))
             for e in response.entries
         ]
         if size + sum(entry_sizes) <= limit:
-            return response
+            return
         key_sizes = [self._field_size(len(e.key)) for e in response.entries]
         size += sum(key_sizes)
         kept = 0
@@ -554,7 +596,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             raise EntryTooLargeError(
                 f"key {_key_repr(first.key)}: its value is {len(first.value)} bytes and an "
                 f"answer with it{deferring} {needed} bytes, more than listen.max-message-bytes "
-                f"({limit}) allows; raise listen.max-message-bytes to load it",
+                f"({self._limits.max_response_bytes}) allows; raise listen.max-message-bytes "
+                "to load it",
                 map_name=map_name,
             )
         response.deferred_keys.extend(e.key for e in response.entries[kept:])
@@ -563,12 +606,11 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             "Load on map '%s': the answer would exceed listen.max-message-bytes (%d): "
             "%d entries answered (%d bytes), %d deferred to a further call",
             map_name,
-            limit,
+            self._limits.max_response_bytes,
             kept,
             size,
             len(response.deferred_keys),
         )
-        return response
 
     @staticmethod
     def _field_size(length: int) -> int:
@@ -603,6 +645,19 @@ class MapStoreService(pb_grpc.MapStoreServicer):
                 )
             messages.append(message)
         return messages
+
+    # -- Calls -----------------------------------------------------------------------
+
+    async def Calls(  # type: ignore[override]
+        self, request_iterator: AsyncIterator[pb.Call], context: grpc.aio.ServicerContext
+    ) -> None:
+        """Store, Delete and Load calls multiplexed on one stream (the shim's transport).
+
+        A coroutine rather than the generator the generated stub declares: grpc.aio
+        serves a stream that way too, its handler reading and writing through
+        ``context`` (replies are written as calls complete, not in order).
+        """
+        await self.streams.serve(context)
 
     # -- LoadAllKeys -----------------------------------------------------------------
 

@@ -69,6 +69,11 @@ MAY_IMPORT_ONLY: tuple[Rule, ...] = (
         "the codec knows bytes, documents and schema records, nothing of the service",
     ),
     Rule(
+        "sidecar.callstream",
+        (),
+        "the Calls stream is transport: it serves the service's handlers passed in",
+    ),
+    Rule(
         "sidecar.writer",
         (
             "sidecar.providers",

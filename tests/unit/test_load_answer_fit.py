@@ -19,7 +19,7 @@ from sidecar.errors import EntryTooLargeError
 from sidecar.providers.base import StoreKind
 from sidecar.providers.memory import MemoryProvider
 from sidecar.routing import Router
-from sidecar.service import MapStoreService, ServiceLimits
+from sidecar.service import REPLY_OVERHEAD_BYTES, MapStoreService, ServiceLimits
 from tests.hzclient import ClientSerialization
 
 SERIALIZATION = ClientSerialization()
@@ -79,6 +79,8 @@ async def test_answers_fit_the_limit_keep_what_fits_and_defer_the_rest(limit: in
     while keys:
         answer = await service.Load(pb.LoadRequest(map_name="A_VIEW", keys=keys), Context())
         assert answer.ByteSize() <= limit
+        # The same answer in a Reply of the Calls stream (the largest id) fits too.
+        assert pb.Reply(id=2**64 - 1, load=answer).ByteSize() <= limit
         assert answer.entries
         if answer.deferred_keys:
             # Maximal: the next deferred entry would not have fitted in place of its key.
@@ -88,7 +90,8 @@ async def test_answers_fit_the_limit_keep_what_fits_and_defer_the_rest(limit: in
             grown.entries.append(entry)
             del grown.deferred_keys[0]
             value = values[SERIALIZATION.to_object(entry.key)]
-            assert grown.ByteSize() - 3 + len(SERIALIZATION.to_bytes(value)) > limit
+            room = limit - REPLY_OVERHEAD_BYTES
+            assert grown.ByteSize() - 3 + len(SERIALIZATION.to_bytes(value)) > room
         found.update({e.key: e.value for e in answer.entries})
         keys = list(answer.deferred_keys)
     assert {SERIALIZATION.to_object(k): SERIALIZATION.to_object(v) for k, v in found.items()} == (

@@ -21,6 +21,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * One gRPC channel per sidecar endpoint, shared by every map of the JVM that points at it and closed when
  * the last of them is destroyed. A channel multiplexes any number of concurrent calls, so one is enough.
+ * Its maps' Store, Delete and Load calls share one {@link CallStream} per bearer token (the token is the
+ * stream's metadata, so maps with different tokens never share a stream).
  */
 final class SidecarChannels {
 
@@ -33,6 +35,8 @@ final class SidecarChannels {
     private static final class Shared {
         final ManagedChannel channel;
         final EventLoopGroup eventLoop;
+        /** By bearer token (null: none); each opens its stream on its first call. */
+        final Map<String, CallStream> streams = new HashMap<>();
         int references;
 
         Shared(ManagedChannel channel, EventLoopGroup eventLoop) {
@@ -57,7 +61,22 @@ final class SidecarChannels {
         return shared.channel;
     }
 
-    /** Gives back a channel from {@link #acquire}; the last release shuts it down. */
+    /**
+     * The call stream of {@code endpoint}'s channel for maps with bearer token {@code token} (null: none);
+     * only between {@link #acquire} and {@link #release}.
+     */
+    static synchronized CallStream calls(Endpoint endpoint, String token) {
+        Shared shared = CHANNELS.get(endpoint);
+        if (shared == null) {
+            throw new IllegalStateException("No channel to " + endpoint.address() + " is acquired");
+        }
+        return shared.streams.computeIfAbsent(token, t -> new CallStream(shared.channel, t));
+    }
+
+    /**
+     * Gives back a channel from {@link #acquire}; the last release completes its call streams (calls still
+     * waiting on them fail with UNAVAILABLE), then shuts it down.
+     */
     static void release(Endpoint endpoint) {
         Shared closing;
         synchronized (SidecarChannels.class) {
@@ -67,6 +86,9 @@ final class SidecarChannels {
             }
             CHANNELS.remove(endpoint);
             closing = shared;
+        }
+        for (CallStream stream : closing.streams.values()) {
+            stream.close();
         }
         closing.channel.shutdown();
         try {

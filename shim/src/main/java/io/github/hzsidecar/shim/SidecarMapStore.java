@@ -15,6 +15,7 @@ import com.hazelcast.map.MapLoaderLifecycleSupport;
 import com.hazelcast.map.MapStore;
 import com.hazelcast.spi.impl.SerializationServiceSupport;
 import io.github.hzsidecar.proto.v1.DeleteRequest;
+import io.github.hzsidecar.proto.v1.DeleteResponse;
 import io.github.hzsidecar.proto.v1.Entry;
 import io.github.hzsidecar.proto.v1.KeyBatch;
 import io.github.hzsidecar.proto.v1.LoadAllKeysRequest;
@@ -44,6 +45,7 @@ import java.util.NoSuchElementException;
 import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 import java.util.function.IntSupplier;
+import java.util.function.Supplier;
 
 /**
  * The MapStore and MapLoader of one IMap: every call is forwarded to the hz-sidecar over gRPC.
@@ -54,6 +56,11 @@ import java.util.function.IntSupplier;
  * The one thing it must decide is which failures Hazelcast may retry: an entry the sidecar refuses for good
  * (INVALID_ARGUMENT) would be retried forever by write-behind, so it is taken off the queue and logged instead
  * (the README's "Errors" table is the whole contract).
+ *
+ * <p>Store, Delete and Load calls travel on the {@link CallStream} that every map of the channel with the same
+ * token shares ({@code sidecar.transport=stream}, the default), or as unary RPCs ({@code unary}, or a sidecar
+ * without the stream); loadAllKeys is always its own server-streaming RPC. Either way a call's answer or
+ * error is the same, and so is what this class makes of it.
  */
 public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifecycleSupport {
 
@@ -69,7 +76,12 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
     private InternalSerializationService serialization;
     private SchemaService schemaService;
     private ILogger logger;
+    /** The unary RPCs: loadAllKeys, and every call when {@link #calls} is null or unsupported. */
     private MapStoreGrpc.MapStoreBlockingStub stub;
+    /** The shared call stream of the channel and token; null with {@code sidecar.transport=unary}. */
+    private CallStream calls;
+    /** The member's current cluster size (members join and leave). */
+    private IntSupplier clusterSize;
     /** Whether Hazelcast writes this map behind, retrying from its queue whatever a store throws for. */
     private boolean writeBehind;
 
@@ -82,10 +94,12 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         this.schemaService = schemaService(hazelcastInstance);
         this.logger = hazelcastInstance.getLoggingService().getLogger(SidecarMapStore.class);
         this.writeBehind = isWriteBehind(hazelcastInstance, mapName);
+        this.clusterSize = () -> hazelcastInstance.getCluster().getMembers().size();
         this.endpoint = new SidecarChannels.Endpoint(settings.address(), settings.tls());
         this.stub = MapStoreGrpc.newBlockingStub(
-                ClientInterceptors.intercept(SidecarChannels.acquire(endpoint),
-                        interceptors(settings, () -> hazelcastInstance.getCluster().getMembers().size())));
+                ClientInterceptors.intercept(SidecarChannels.acquire(endpoint), interceptors(settings, clusterSize)));
+        this.calls = settings.transport() == SidecarSettings.Transport.STREAM
+                ? SidecarChannels.calls(endpoint, settings.token()) : null;
         logger.info("Persistence enabled for " + mapName + " via hz-sidecar at " + settings.address());
     }
 
@@ -98,8 +112,9 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
     }
 
     /**
-     * The interceptors every call goes through: the place for call metadata (the bearer token, the W3C
-     * {@code traceparent} of {@link TraceParent}, the member's cluster size).
+     * The interceptors every unary call goes through: the place for call metadata (the bearer token, the W3C
+     * {@code traceparent} of {@link TraceParent}, the member's cluster size). The call stream carries the
+     * same in each {@code Call} and in its own metadata instead.
      */
     static List<ClientInterceptor> interceptors(SidecarSettings settings, IntSupplier clusterSize) {
         List<ClientInterceptor> interceptors = new ArrayList<>();
@@ -167,8 +182,9 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         request.addAllSchemas(schemas.toProto());
         int count = keys.size();
         StoreResponse response;
+        TraceParent trace = TraceParent.random();
         try {
-            response = call(operation, count, () -> deadlined().store(request.build()));
+            response = call(operation, count, trace, () -> store(request.build(), trace));
         } catch (SidecarException.Rejected e) {
             if (count > 1) {
                 // Hazelcast retries the batch, then each entry alone: that finds the entry refused.
@@ -235,8 +251,9 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             request.addKeys(toBytes(key, null));
         }
         String operation = keys.size() == 1 ? "delete" : "deleteAll";
+        TraceParent trace = TraceParent.random();
         try {
-            call(operation, keys.size(), () -> deadlined().delete(request.build()));
+            call(operation, keys.size(), trace, () -> delete(request.build(), trace));
         } catch (SidecarException.Rejected e) {
             if (keys.size() > 1) {
                 throw e;
@@ -290,7 +307,8 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
         Collection<ByteString> pending = keys.keySet();
         while (!pending.isEmpty()) {
             LoadRequest request = LoadRequest.newBuilder().setMapName(mapName).addAllKeys(pending).build();
-            LoadResponse response = call(operation, pending.size(), () -> deadlined().load(request));
+            TraceParent trace = TraceParent.random();
+            LoadResponse response = call(operation, pending.size(), trace, () -> load(request, trace));
             CompactSchemas.register(schemaService, response.getSchemasList());
             for (Entry entry : response.getEntriesList()) {
                 Object key = keys.get(entry.getKey());
@@ -347,9 +365,9 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             // The call is bound to the context current when it starts, so close() can cancel it.
             Context previous = context.attach();
             try {
-                batches = call("loadAllKeys", 0, trace, () -> stub
+                batches = call("loadAllKeys", 0, trace, () -> unary(trace, () -> stub
                         .withDeadlineAfter(settings.loadAllKeysDeadlineMs(), TimeUnit.MILLISECONDS)
-                        .loadAllKeys(request));
+                        .loadAllKeys(request)));
             } finally {
                 context.detach(previous);
             }
@@ -395,22 +413,67 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
 
     // ---- plumbing ----
 
+    private StoreResponse store(StoreRequest request, TraceParent trace) {
+        if (streamed()) {
+            StoreResponse response = calls.store(request, trace.header(), clusterSize.getAsInt(),
+                    settings.deadlineMs());
+            if (response != null) {
+                return response;
+            }
+        }
+        return unary(trace, () -> deadlined().store(request));
+    }
+
+    private DeleteResponse delete(DeleteRequest request, TraceParent trace) {
+        if (streamed()) {
+            DeleteResponse response = calls.delete(request, trace.header(), clusterSize.getAsInt(),
+                    settings.deadlineMs());
+            if (response != null) {
+                return response;
+            }
+        }
+        return unary(trace, () -> deadlined().delete(request));
+    }
+
+    private LoadResponse load(LoadRequest request, TraceParent trace) {
+        if (streamed()) {
+            LoadResponse response = calls.load(request, trace.header(), clusterSize.getAsInt(),
+                    settings.deadlineMs());
+            if (response != null) {
+                return response;
+            }
+        }
+        return unary(trace, () -> deadlined().load(request));
+    }
+
+    /** Whether calls go on the stream: configured so, and the sidecar serves it (else null answers: unary). */
+    private boolean streamed() {
+        return calls != null && calls.supported();
+    }
+
     private MapStoreGrpc.MapStoreBlockingStub deadlined() {
         return stub.withDeadlineAfter(settings.deadlineMs(), TimeUnit.MILLISECONDS);
     }
 
-    /** Runs one gRPC interaction as a new trace (see {@link TraceParent}). */
-    private <T> T call(String operation, int count, Interaction<T> interaction) {
-        return call(operation, count, TraceParent.random(), interaction);
+    /**
+     * Starts a unary (or server-streaming) RPC in {@code trace}: its interceptor reads the trace from the gRPC
+     * context of the calling thread.
+     */
+    private static <T> T unary(TraceParent trace, Supplier<T> rpc) {
+        Context traced = Context.current().withValue(TraceParent.CURRENT, trace);
+        Context previous = traced.attach();
+        try {
+            return rpc.get();
+        } finally {
+            traced.detach(previous);
+        }
     }
 
     /**
-     * Runs one gRPC interaction in {@code trace}; a failure becomes a {@link SidecarException}, logged once
-     * here with the trace id that finds the sidecar's spans of the call.
+     * Runs one gRPC interaction in {@code trace} (on the call stream or as an RPC); a failure becomes a
+     * {@link SidecarException}, logged once here with the trace id that finds the sidecar's spans of the call.
      */
     private <T> T call(String operation, int count, TraceParent trace, Interaction<T> interaction) {
-        Context traced = Context.current().withValue(TraceParent.CURRENT, trace);
-        Context previous = traced.attach();
         try {
             T result = interaction.run();
             if (logger.isFineEnabled()) {
@@ -422,12 +485,10 @@ public class SidecarMapStore implements MapStore<Object, Object>, MapLoaderLifec
             SidecarException failure = SidecarException.of(e, mapName, operation, count);
             logger.warning(failure.getMessage() + " (trace_id=" + trace.traceId() + ")");
             throw failure;
-        } finally {
-            traced.detach(previous);
         }
     }
 
-    /** One blocking stub interaction; gRPC reports failures as {@link StatusRuntimeException}. */
+    /** One blocking interaction; gRPC and the call stream report failures as {@link StatusRuntimeException}. */
     @FunctionalInterface
     private interface Interaction<T> {
         T run();

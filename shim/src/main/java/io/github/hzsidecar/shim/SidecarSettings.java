@@ -9,7 +9,7 @@ import java.util.Properties;
  * configuration). Parsed once per map; a bad value fails the map's initialisation with the property's name.
  *
  * @param address               {@value #ADDRESS}: where the sidecar listens (required)
- * @param deadlineMs            {@value #DEADLINE_MS}: deadline of every unary call
+ * @param deadlineMs            {@value #DEADLINE_MS}: deadline of every Store, Delete and Load call
  * @param token                 {@value #TOKEN}: bearer token sent as {@code authorization} metadata, or null
  * @param tls                   TLS settings; null for plaintext
  * @param loadAllKeysBatchSize  {@value #LOAD_ALL_KEYS_BATCH_SIZE}: keys per streamed batch, 0 lets the sidecar choose
@@ -19,6 +19,10 @@ import java.util.Properties;
  *                              largest message it receives; a loadAll is split so that the keys of each call
  *                              take at most half of it (the answer needs room for entries beside the keys it
  *                              defers)
+ * @param transport             {@value #TRANSPORT}: how Store, Delete and Load calls travel: {@code stream} (the
+ *                              default) multiplexes them on one long-lived {@code Calls} stream per channel (a
+ *                              sidecar without it is detected and answered by unary RPCs); {@code unary} sends
+ *                              each as its own RPC
  */
 record SidecarSettings(
         SidecarAddress address,
@@ -28,7 +32,8 @@ record SidecarSettings(
         int loadAllKeysBatchSize,
         long loadAllKeysDeadlineMs,
         int loadMaxKeys,
-        int maxMessageBytes) {
+        int maxMessageBytes,
+        Transport transport) {
 
     static final String ADDRESS = "sidecar.address";
     static final String DEADLINE_MS = "sidecar.deadline-ms";
@@ -41,12 +46,21 @@ record SidecarSettings(
     static final String LOAD_ALL_KEYS_DEADLINE_MS = "sidecar.load-all-keys.deadline-ms";
     static final String LOAD_MAX_KEYS = "sidecar.load.max-keys-per-call";
     static final String MAX_MESSAGE_BYTES = "sidecar.max-message-bytes";
+    static final String TRANSPORT = "sidecar.transport";
 
     static final long DEFAULT_DEADLINE_MS = 10_000;
     static final long DEFAULT_LOAD_ALL_KEYS_DEADLINE_MS = 600_000;
     static final int DEFAULT_LOAD_MAX_KEYS = 10_000;
     /** The sidecar's default {@code listen.max-message-bytes}. */
     static final int DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+    /** How Store, Delete and Load calls travel (loadAllKeys is always its own server-streaming RPC). */
+    enum Transport {
+        /** Multiplexed on one long-lived {@code Calls} stream per channel and token ({@link CallStream}). */
+        STREAM,
+        /** One unary RPC per call. */
+        UNARY
+    }
 
     /**
      * TLS towards the sidecar. A null CA file trusts the JDK's default roots; a certificate and key
@@ -69,7 +83,19 @@ record SidecarSettings(
                 (int) nonNegativeLong(properties, LOAD_ALL_KEYS_BATCH_SIZE, 0, Integer.MAX_VALUE),
                 positive(properties, LOAD_ALL_KEYS_DEADLINE_MS, DEFAULT_LOAD_ALL_KEYS_DEADLINE_MS, Long.MAX_VALUE),
                 (int) positive(properties, LOAD_MAX_KEYS, DEFAULT_LOAD_MAX_KEYS, Integer.MAX_VALUE),
-                (int) positive(properties, MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES, Integer.MAX_VALUE));
+                (int) positive(properties, MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES, Integer.MAX_VALUE),
+                transport(properties));
+    }
+
+    private static Transport transport(Properties properties) {
+        String value = trimmed(properties, TRANSPORT);
+        if (value == null || value.equalsIgnoreCase("stream")) {
+            return Transport.STREAM;
+        }
+        if (value.equalsIgnoreCase("unary")) {
+            return Transport.UNARY;
+        }
+        throw new IllegalArgumentException(TRANSPORT + " must be stream or unary, not '" + value + "'");
     }
 
     private static Tls tls(Properties properties) {

@@ -17,8 +17,9 @@ import java.util.concurrent.ThreadLocalRandom;
  * into its log (FINE for every call, WARNING with a failure), which is how a member's log line leads to
  * the sidecar's spans. No OpenTelemetry dependency is needed on either classpath.
  *
- * <p>Also the client interceptor that sends it: the context is carried to the interceptor in the gRPC
- * {@link Context} of the calling thread ({@link #CURRENT}), so a call started outside one gets its own.
+ * <p>Also the client interceptor that sends it with a unary RPC: the context is carried to the interceptor in
+ * the gRPC {@link Context} of the calling thread ({@link #CURRENT}), so a call started outside one gets its own.
+ * A call on the call stream ({@link CallStream}) carries its {@link #header()} in the {@code Call} instead.
  */
 record TraceParent(String traceId, String spanId) {
 

@@ -1,6 +1,8 @@
 package io.github.hzsidecar.shim;
 
 import com.google.protobuf.ByteString;
+import io.github.hzsidecar.proto.v1.Call;
+import io.github.hzsidecar.proto.v1.CallStatus;
 import io.github.hzsidecar.proto.v1.DeleteRequest;
 import io.github.hzsidecar.proto.v1.DeleteResponse;
 import io.github.hzsidecar.proto.v1.Entry;
@@ -11,6 +13,7 @@ import io.github.hzsidecar.proto.v1.LoadAllKeysRequest;
 import io.github.hzsidecar.proto.v1.LoadRequest;
 import io.github.hzsidecar.proto.v1.LoadResponse;
 import io.github.hzsidecar.proto.v1.MapStoreGrpc;
+import io.github.hzsidecar.proto.v1.Reply;
 import io.github.hzsidecar.proto.v1.Schema;
 import io.github.hzsidecar.proto.v1.StoreRequest;
 import io.github.hzsidecar.proto.v1.StoreResponse;
@@ -21,6 +24,7 @@ import io.grpc.ServerCallHandler;
 import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup;
@@ -34,12 +38,22 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Function;
 
-/** A sidecar in memory: remembers values and schemas, records requests, and fails on demand. */
+/**
+ * A sidecar in memory: remembers values and schemas, records requests, and fails on demand. Serves the unary
+ * RPCs and the {@code Calls} stream with the same logic; the stream answers its calls concurrently (on a pool,
+ * in completion order, as the sidecar does).
+ */
 final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoCloseable {
 
     static final Metadata.Key<String> AUTHORIZATION = Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
@@ -50,6 +64,25 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
     final List<LoadRequest> loads = new CopyOnWriteArrayList<>();
     final List<DeleteRequest> deletes = new CopyOnWriteArrayList<>();
     final List<String> authorizations = new CopyOnWriteArrayList<>();
+    /** The {@code authorization} metadata of each {@code Calls} stream opened (null: none). */
+    final List<String> streamAuthorizations = new CopyOnWriteArrayList<>();
+    /** The unary RPCs served ("store", "delete", "load"); calls on the stream are not in it. */
+    final List<String> unaryCalls = new CopyOnWriteArrayList<>();
+    /** Every Store, Delete and Load {@link Call} received on a stream (trace context, cluster size, deadline). */
+    final List<Call> calls = new CopyOnWriteArrayList<>();
+    /** The ids of the {@code Cancel}s received. */
+    final BlockingQueue<Long> cancels = new LinkedBlockingQueue<>();
+    /** With {@link #holdReplies}: the calls received and left unanswered. */
+    final BlockingQueue<Call> held = new LinkedBlockingQueue<>();
+    /** {@code Calls} streams opened, and ended by the shim (its half-close). */
+    final AtomicInteger streamsOpened = new AtomicInteger();
+    final AtomicInteger streamsCompletedByShim = new AtomicInteger();
+    /** When set, a {@code Calls} stream is refused UNIMPLEMENTED, as by a sidecar older than the stream. */
+    volatile boolean callsUnimplemented;
+    /** When set, calls received on a stream are put in {@link #held}, not answered. */
+    volatile boolean holdReplies;
+    /** When set, decides the reply to each call on a stream (null: none), instead of the logic below. */
+    volatile Function<Call, Reply> replies;
     /** When set, decides each stored entry's result from its index; null: every entry is written. */
     volatile Function<Integer, EntryResult> storeResults;
     /** When set, every call fails with it. */
@@ -59,6 +92,12 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
     /** Entries per Load answer; the keys of further entries found are deferred (as the sidecar does by size). */
     volatile int maxEntriesPerAnswer = Integer.MAX_VALUE;
 
+    private final Set<CallsStream> openStreams = ConcurrentHashMap.newKeySet();
+    private final ExecutorService workers = Executors.newCachedThreadPool(runnable -> {
+        Thread thread = new Thread(runnable, "fake-sidecar-call");
+        thread.setDaemon(true);
+        return thread;
+    });
     private Server server;
     private EventLoopGroup eventLoop;
     String address;
@@ -89,6 +128,7 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
     @Override
     public void close() throws InterruptedException {
         server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+        workers.shutdownNow();
         if (eventLoop != null) {
             eventLoop.shutdownGracefully(0, 1, TimeUnit.SECONDS);
         }
@@ -96,10 +136,44 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
 
     @Override
     public void store(StoreRequest request, StreamObserver<StoreResponse> response) {
-        stores.add(request);
-        if (fail(response)) {
+        unaryCalls.add("store");
+        answer(response, () -> store(request));
+    }
+
+    @Override
+    public void delete(DeleteRequest request, StreamObserver<DeleteResponse> response) {
+        unaryCalls.add("delete");
+        answer(response, () -> delete(request));
+    }
+
+    @Override
+    public void load(LoadRequest request, StreamObserver<LoadResponse> response) {
+        unaryCalls.add("load");
+        answer(response, () -> load(request));
+    }
+
+    private static <T> void answer(StreamObserver<T> response, Answer<T> answer) {
+        T result;
+        try {
+            result = answer.get();
+        } catch (StatusRuntimeException e) {
+            response.onError(e);
             return;
         }
+        response.onNext(result);
+        response.onCompleted();
+    }
+
+    @FunctionalInterface
+    private interface Answer<T> {
+        T get();
+    }
+
+    // ---- what the unary RPCs and the stream's calls share; a failure is thrown ----
+
+    private StoreResponse store(StoreRequest request) {
+        stores.add(request);
+        failIfAsked();
         for (Schema schema : request.getSchemasList()) {
             schemas.put(schema.getSchemaId(), schema);
         }
@@ -114,27 +188,19 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
             }
             answer.addResults(result);
         }
-        response.onNext(answer.build());
-        response.onCompleted();
+        return answer.build();
     }
 
-    @Override
-    public void delete(DeleteRequest request, StreamObserver<DeleteResponse> response) {
+    private DeleteResponse delete(DeleteRequest request) {
         deletes.add(request);
-        if (fail(response)) {
-            return;
-        }
+        failIfAsked();
         long deleted = request.getKeysList().stream().filter(key -> values.remove(key) != null).count();
-        response.onNext(DeleteResponse.newBuilder().setDeleted(deleted).build());
-        response.onCompleted();
+        return DeleteResponse.newBuilder().setDeleted(deleted).build();
     }
 
-    @Override
-    public void load(LoadRequest request, StreamObserver<LoadResponse> response) {
+    private LoadResponse load(LoadRequest request) {
         loads.add(request);
-        if (fail(response)) {
-            return;
-        }
+        failIfAsked();
         // Like the real sidecar: every stored schema goes back (a superset of what the values use is fine).
         LoadResponse.Builder answer = LoadResponse.newBuilder().addAllSchemas(schemas.values());
         for (ByteString key : request.getKeysList()) {
@@ -148,8 +214,158 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
                 answer.addDeferredKeys(key);
             }
         }
-        response.onNext(answer.build());
-        response.onCompleted();
+        return answer.build();
+    }
+
+    private void failIfAsked() {
+        Status status = failure;
+        if (status != null) {
+            throw status.asRuntimeException(failureTrailers);
+        }
+    }
+
+    // ---- the Calls stream ----
+
+    @Override
+    public StreamObserver<Call> calls(StreamObserver<Reply> responses) {
+        streamsOpened.incrementAndGet();
+        if (callsUnimplemented) {
+            responses.onError(Status.UNIMPLEMENTED
+                    .withDescription("Method not found: hzsidecar.v1.MapStore/Calls").asRuntimeException());
+            return new StreamObserver<>() {
+                @Override
+                public void onNext(Call call) {
+                }
+
+                @Override
+                public void onError(Throwable t) {
+                }
+
+                @Override
+                public void onCompleted() {
+                }
+            };
+        }
+        CallsStream stream = new CallsStream(responses);
+        openStreams.add(stream);
+        return stream;
+    }
+
+    /** Breaks every open {@code Calls} stream with {@code status}, as a sidecar or network failure would. */
+    void breakStreams(Status status) {
+        for (CallsStream stream : openStreams) {
+            stream.end(status);
+        }
+    }
+
+    /** Sends {@code reply} on every open {@code Calls} stream (to answer {@link #held} calls, or not). */
+    void reply(Reply reply) {
+        for (CallsStream stream : openStreams) {
+            stream.send(reply);
+        }
+    }
+
+    /** Ends every open {@code Calls} stream normally, as a sidecar shutting down does. */
+    void completeStreams() {
+        for (CallsStream stream : openStreams) {
+            stream.end(null);
+        }
+    }
+
+    /** The reply the sidecar gives {@code call}: the same logic as the unary RPC, its failure a CallStatus. */
+    Reply answer(Call call) {
+        Reply.Builder reply = Reply.newBuilder().setId(call.getId());
+        try {
+            switch (call.getRequestCase()) {
+                case STORE -> reply.setStore(store(call.getStore()));
+                case DELETE -> reply.setDelete(delete(call.getDelete()));
+                case LOAD -> reply.setLoad(load(call.getLoad()));
+                default -> throw Status.INVALID_ARGUMENT.withDescription("a call without a request")
+                        .asRuntimeException();
+            }
+        } catch (StatusRuntimeException e) {
+            reply.setStatus(callStatus(e));
+        }
+        return reply.build();
+    }
+
+    private static CallStatus callStatus(StatusRuntimeException e) {
+        CallStatus.Builder status = CallStatus.newBuilder().setCode(e.getStatus().getCode().value());
+        if (e.getStatus().getDescription() != null) {
+            status.setMessage(e.getStatus().getDescription());
+        }
+        Metadata trailers = e.getTrailers();
+        if (trailers != null) {
+            for (String key : trailers.keys()) {
+                if (!key.endsWith(Metadata.BINARY_HEADER_SUFFIX)) {
+                    status.putTrailers(key, trailers.get(Metadata.Key.of(key, Metadata.ASCII_STRING_MARSHALLER)));
+                }
+            }
+        }
+        return status.build();
+    }
+
+    private final class CallsStream implements StreamObserver<Call> {
+        private final StreamObserver<Reply> responses;
+        private boolean ended;
+
+        CallsStream(StreamObserver<Reply> responses) {
+            this.responses = responses;
+        }
+
+        @Override
+        public void onNext(Call call) {
+            if (call.getRequestCase() == Call.RequestCase.CANCEL) {
+                cancels.add(call.getId());
+                return;
+            }
+            calls.add(call);
+            if (holdReplies) {
+                held.add(call);
+                return;
+            }
+            workers.execute(() -> {
+                Function<Call, Reply> custom = replies;
+                Reply reply = custom != null ? custom.apply(call) : answer(call);
+                if (reply != null) {
+                    send(reply);
+                }
+            });
+        }
+
+        private synchronized void send(Reply reply) {
+            if (!ended) {
+                responses.onNext(reply);
+            }
+        }
+
+        /** Ends the stream: with {@code status}, or normally when null. */
+        synchronized void end(Status status) {
+            openStreams.remove(this);
+            if (ended) {
+                return;
+            }
+            ended = true;
+            if (status == null) {
+                responses.onCompleted();
+            } else {
+                responses.onError(status.asRuntimeException());
+            }
+        }
+
+        @Override
+        public void onError(Throwable t) {
+            synchronized (this) {
+                ended = true;
+            }
+            openStreams.remove(this);
+        }
+
+        @Override
+        public void onCompleted() {
+            streamsCompletedByShim.incrementAndGet();
+            end(null);
+        }
     }
 
     @Override
@@ -166,6 +382,7 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
         response.onCompleted();
     }
 
+    /** Fails {@code response} with {@link #failure}, if set. */
     private boolean fail(StreamObserver<?> response) {
         Status status = failure;
         if (status == null) {
@@ -182,6 +399,9 @@ final class FakeSidecar extends MapStoreGrpc.MapStoreImplBase implements AutoClo
             String authorization = headers.get(AUTHORIZATION);
             if (authorization != null) {
                 authorizations.add(authorization);
+            }
+            if (call.getMethodDescriptor().getBareMethodName().equals("Calls")) {
+                streamAuthorizations.add(authorization);
             }
             return next.startCall(call, headers);
         }

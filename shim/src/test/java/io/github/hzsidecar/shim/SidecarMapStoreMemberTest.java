@@ -11,6 +11,7 @@ import com.hazelcast.map.IMap;
 import com.hazelcast.nio.serialization.genericrecord.GenericRecord;
 import com.hazelcast.nio.serialization.genericrecord.GenericRecordBuilder;
 import com.hazelcast.spi.impl.SerializationServiceSupport;
+import io.github.hzsidecar.proto.v1.Call;
 import io.github.hzsidecar.proto.v1.Entry;
 import io.github.hzsidecar.proto.v1.EntryResult;
 import io.github.hzsidecar.proto.v1.EntryStatus;
@@ -39,6 +40,14 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.logging.Level;
 import java.util.logging.Handler;
 import java.util.logging.LogRecord;
 import java.util.logging.Logger;
@@ -78,6 +87,11 @@ class SidecarMapStoreMemberTest {
         sidecar.failureTrailers = null;
         sidecar.storeResults = null;
         sidecar.maxEntriesPerAnswer = Integer.MAX_VALUE;
+        sidecar.callsUnimplemented = false;
+        sidecar.holdReplies = false;
+        sidecar.replies = null;
+        sidecar.held.clear();
+        sidecar.cancels.clear();
     }
 
     static HazelcastInstance startMember(String sidecarAddress) {
@@ -253,7 +267,9 @@ class SidecarMapStoreMemberTest {
             sidecar.failureTrailers = trailers;
             sidecar.failure = Status.RESOURCE_EXHAUSTED.withDescription(
                     "map 'direct-too-large': key 0000: its value is 100012 bytes");
+            int unaryBefore = sidecar.unaryCalls.size();
             SidecarException e = assertThrows(SidecarException.class, () -> store.load("big"));
+            assertEquals(unaryBefore, sidecar.unaryCalls.size(), "answered on the stream: trailers in CallStatus");
             assertInstanceOf(SidecarException.Rejected.class, e);
             assertFalse(e.isRetriable());
             assertTrue(e.getMessage().contains("100012 bytes"), e.getMessage());
@@ -453,6 +469,276 @@ class SidecarMapStoreMemberTest {
         }
         // No TCP-only option (SO_KEEPALIVE) is set on the domain socket channel.
         assertTrue(warnings.stream().noneMatch(w -> w.contains("Unknown channel option")), warnings::toString);
+    }
+
+    // ---- the Calls stream ----
+
+    @Test
+    void oneStreamPerTokenCarriesEveryCallWithTheTokenAsItsMetadata() {
+        int streamsBefore = sidecar.streamsOpened.get();
+        int unaryBefore = sidecar.unaryCalls.size();
+        int authorizationsBefore = sidecar.streamAuthorizations.size();
+        SidecarMapStore store = directStore(sidecar.address, "stream-reuse", SidecarSettings.TOKEN, "reuse-token");
+        SidecarMapStore sameToken = directStore(sidecar.address, "stream-reuse-2",
+                SidecarSettings.TOKEN, "reuse-token");
+        SidecarMapStore otherToken = directStore(sidecar.address, "stream-other",
+                SidecarSettings.TOKEN, "other-token");
+        try {
+            List<Object> keys = new ArrayList<>();
+            for (int i = 0; i < 50; i++) {
+                store.store("k" + i, "v" + i);
+                keys.add("k" + i);
+            }
+            for (int i = 0; i < 50; i++) {
+                assertEquals("v" + i, toObject(store.load("k" + i)));
+            }
+            store.deleteAll(keys);
+            assertNull(store.load("k0"));
+            sameToken.store("k", "v");
+            assertEquals(streamsBefore + 1, sidecar.streamsOpened.get(), "one stream for every call of the token");
+            assertEquals(List.of("Bearer reuse-token"),
+                    sidecar.streamAuthorizations.subList(authorizationsBefore, sidecar.streamAuthorizations.size()));
+
+            otherToken.store("k", "v");
+            assertEquals(streamsBefore + 2, sidecar.streamsOpened.get(), "maps of another token: another stream");
+            assertEquals("Bearer other-token",
+                    sidecar.streamAuthorizations.get(sidecar.streamAuthorizations.size() - 1));
+            assertEquals(unaryBefore, sidecar.unaryCalls.size(), "no unary RPC");
+        } finally {
+            store.destroy();
+            sameToken.destroy();
+            otherToken.destroy();
+        }
+    }
+
+    @Test
+    void callCarriesItsTraceContextClusterSizeAndDeadlineAndAFailureIsLoggedOnceWithTheTraceId() {
+        List<String> warnings = new CopyOnWriteArrayList<>();
+        Logger logger = Logger.getLogger(SidecarMapStore.class.getName());
+        Handler handler = collecting(warnings, Level.WARNING);
+        logger.addHandler(handler);
+        SidecarMapStore store = directStore(sidecar.address, "stream-trace");
+        try {
+            sidecar.failure = Status.UNAVAILABLE.withDescription("database is down");
+            SidecarException e = assertThrows(SidecarException.class, () -> store.store("k", "v"));
+            assertEquals(Status.Code.UNAVAILABLE, e.code());
+            Call call = lastCallFor("stream-trace");
+            assertTrue(call.getTraceparent().matches("00-[0-9a-f]{32}-[0-9a-f]{16}-01"), call.getTraceparent());
+            assertEquals(1, call.getClusterSize(), "the member's cluster size");
+            assertEquals(SidecarSettings.DEFAULT_DEADLINE_MS, call.getDeadlineMs());
+            String traceId = call.getTraceparent().substring(3, 35);
+            List<String> logged = warnings.stream().filter(w -> w.contains("stream-trace")).toList();
+            assertEquals(1, logged.size(), logged::toString);
+            assertTrue(logged.get(0).contains("hz-sidecar store of 1 entry for map 'stream-trace' failed with"
+                    + " UNAVAILABLE: database is down [retriable] (trace_id=" + traceId + ")"), logged.get(0));
+        } finally {
+            logger.removeHandler(handler);
+            store.destroy();
+        }
+    }
+
+    @Test
+    void concurrentCallsOnOneStreamEachGetTheirOwnAnswer() throws Exception {
+        int streamsBefore = sidecar.streamsOpened.get();
+        SidecarMapStore store = directStore(sidecar.address, "stream-concurrent",
+                SidecarSettings.TOKEN, "concurrent-token");
+        ExecutorService threads = Executors.newFixedThreadPool(8);
+        try {
+            CountDownLatch start = new CountDownLatch(1);
+            List<Future<?>> results = new ArrayList<>();
+            for (int t = 0; t < 8; t++) {
+                int thread = t;
+                results.add(threads.submit(() -> {
+                    start.await();
+                    for (int i = 0; i < 40; i++) {
+                        String key = "t" + thread + "-" + i;
+                        String value = "value of " + key;
+                        store.store(key, value);
+                        assertEquals(value, toObject(store.load(key)));
+                        Map<Object, Object> loaded = store.loadAll(new ArrayList<>(List.of(key, "absent-" + key)));
+                        assertEquals(Set.of(key), loaded.keySet());
+                        assertEquals(value, toObject(loaded.get(key)));
+                    }
+                    return null;
+                }));
+            }
+            start.countDown();
+            for (Future<?> result : results) {
+                result.get(60, TimeUnit.SECONDS);
+            }
+            assertEquals(streamsBefore + 1, sidecar.streamsOpened.get());
+        } finally {
+            threads.shutdownNow();
+            store.destroy();
+        }
+    }
+
+    @Test
+    void callWithoutAnAnswerInTimeFailsRetriableAndIsCancelled() throws Exception {
+        SidecarMapStore store = directStore(sidecar.address, "stream-deadline", SidecarSettings.DEADLINE_MS, "300");
+        try {
+            store.store("warm", "up");
+            int streams = sidecar.streamsOpened.get();
+            sidecar.holdReplies = true;
+            SidecarException e = assertThrows(SidecarException.class, () -> store.store("k", "v"));
+            assertInstanceOf(SidecarException.Unavailable.class, e);
+            assertTrue(e.isRetriable());
+            assertEquals(Status.Code.DEADLINE_EXCEEDED, e.code());
+            assertTrue(e.getMessage().contains("300 ms"), e.getMessage());
+            assertTrue(e.getMessage().contains(SidecarSettings.DEADLINE_MS), e.getMessage());
+            Call held = sidecar.held.poll(10, TimeUnit.SECONDS);
+            assertNotNull(held);
+            assertEquals(300, held.getDeadlineMs());
+            assertEquals(held.getId(), sidecar.cancels.poll(10, TimeUnit.SECONDS), "the call was withdrawn");
+
+            // A late reply to the withdrawn call goes nowhere; the stream carries on.
+            sidecar.holdReplies = false;
+            sidecar.reply(sidecar.answer(held));
+            store.store("k", "v");
+            assertEquals("v", toObject(store.load("k")));
+            assertEquals(streams, sidecar.streamsOpened.get());
+        } finally {
+            store.destroy();
+        }
+    }
+
+    @Test
+    void interruptedCallIsCancelledAndKeepsTheInterrupt() throws Exception {
+        SidecarMapStore store = directStore(sidecar.address, "stream-interrupt");
+        ExecutorService thread = Executors.newSingleThreadExecutor();
+        try {
+            sidecar.holdReplies = true;
+            AtomicBoolean interrupted = new AtomicBoolean();
+            Future<SidecarException> call = thread.submit(() -> {
+                try {
+                    store.store("k", "v");
+                    return null;
+                } catch (SidecarException e) {
+                    interrupted.set(Thread.currentThread().isInterrupted());
+                    return e;
+                }
+            });
+            Call held = sidecar.held.poll(10, TimeUnit.SECONDS);
+            assertNotNull(held);
+            thread.shutdownNow();  // interrupts the waiting thread
+            SidecarException e = call.get(10, TimeUnit.SECONDS);
+            assertNotNull(e);
+            assertEquals(Status.Code.CANCELLED, e.code());
+            assertTrue(interrupted.get(), "the interrupt flag is restored");
+            assertEquals(held.getId(), sidecar.cancels.poll(10, TimeUnit.SECONDS));
+        } finally {
+            thread.shutdownNow();
+            store.destroy();
+        }
+    }
+
+    @Test
+    void brokenStreamFailsItsPendingCallsUnavailableAndTheNextCallOpensANewOne() throws Exception {
+        SidecarMapStore store = directStore(sidecar.address, "stream-broken");
+        ExecutorService thread = Executors.newSingleThreadExecutor();
+        try {
+            store.store("warm", "up");
+            sidecar.holdReplies = true;
+            Future<?> call = thread.submit(() -> store.store("k", "v"));
+            assertNotNull(sidecar.held.poll(10, TimeUnit.SECONDS), "the call reached the sidecar");
+            int streams = sidecar.streamsOpened.get();
+            sidecar.breakStreams(Status.UNAVAILABLE.withDescription("connection reset by peer"));
+            ExecutionException e = assertThrows(ExecutionException.class, () -> call.get(10, TimeUnit.SECONDS));
+            SidecarException failure = assertInstanceOf(SidecarException.class, e.getCause());
+            assertEquals(Status.Code.UNAVAILABLE, failure.code());
+            assertTrue(failure.isRetriable());
+            assertTrue(failure.getMessage().contains("connection reset by peer"), failure.getMessage());
+
+            sidecar.holdReplies = false;
+            store.store("k", "v");
+            assertEquals(streams + 1, sidecar.streamsOpened.get(), "reconnected");
+            assertEquals("v", toObject(store.load("k")));
+        } finally {
+            thread.shutdownNow();
+            store.destroy();
+        }
+    }
+
+    @Test
+    void sidecarWithoutTheStreamIsAnsweredByUnaryCalls() {
+        List<String> infos = new CopyOnWriteArrayList<>();
+        Logger logger = Logger.getLogger(CallStream.class.getName());
+        Handler handler = collecting(infos, Level.INFO);
+        logger.addHandler(handler);
+        sidecar.callsUnimplemented = true;
+        SidecarMapStore store = directStore(sidecar.address, "stream-unimplemented",
+                SidecarSettings.TOKEN, "old-sidecar-token");
+        try {
+            int streams = sidecar.streamsOpened.get();
+            int unaryBefore = sidecar.unaryCalls.size();
+            store.store("k", "v");
+            assertEquals(streams + 1, sidecar.streamsOpened.get(), "the stream was tried");
+            assertEquals(List.of("store"), sidecar.unaryCalls.subList(unaryBefore, sidecar.unaryCalls.size()));
+            assertEquals("v", toObject(store.load("k")));
+            store.delete("k");
+            assertEquals(streams + 1, sidecar.streamsOpened.get(), "and never again");
+            assertEquals(List.of("store", "load", "delete"),
+                    sidecar.unaryCalls.subList(unaryBefore, sidecar.unaryCalls.size()));
+            assertEquals(1, infos.stream().filter(m -> m.contains("does not serve the call stream")).count(),
+                    infos::toString);
+        } finally {
+            logger.removeHandler(handler);
+            store.destroy();
+        }
+    }
+
+    @Test
+    void unaryTransportNeverOpensAStream() {
+        int streams = sidecar.streamsOpened.get();
+        int unaryBefore = sidecar.unaryCalls.size();
+        SidecarMapStore store = directStore(sidecar.address, "stream-off",
+                SidecarSettings.TRANSPORT, "unary", SidecarSettings.TOKEN, "unary-token");
+        try {
+            store.store("k", "v");
+            assertEquals("v", toObject(store.load("k")));
+            store.delete("k");
+            sidecar.failure = Status.UNAVAILABLE.withDescription("database is down");
+            assertTrue(assertThrows(SidecarException.class, () -> store.store("k", "v")).isRetriable());
+            assertEquals(streams, sidecar.streamsOpened.get());
+            assertEquals(List.of("store", "load", "delete", "store"),
+                    sidecar.unaryCalls.subList(unaryBefore, sidecar.unaryCalls.size()));
+            assertTrue(sidecar.authorizations.contains("Bearer unary-token"));
+            assertFalse(sidecar.streamAuthorizations.contains("Bearer unary-token"));
+        } finally {
+            store.destroy();
+        }
+    }
+
+    private static Call lastCallFor(String mapName) {
+        List<Call> calls = sidecar.calls;
+        for (int i = calls.size() - 1; i >= 0; i--) {
+            Call call = calls.get(i);
+            if (call.getStore().getMapName().equals(mapName) || call.getLoad().getMapName().equals(mapName)
+                    || call.getDelete().getMapName().equals(mapName)) {
+                return call;
+            }
+        }
+        throw new AssertionError("no call for " + mapName);
+    }
+
+    /** A log handler that keeps the messages of {@code level} and above. */
+    private static Handler collecting(List<String> messages, Level level) {
+        return new Handler() {
+            @Override
+            public void publish(LogRecord record) {
+                if (record.getLevel().intValue() >= level.intValue()) {
+                    messages.add(record.getMessage());
+                }
+            }
+
+            @Override
+            public void flush() {
+            }
+
+            @Override
+            public void close() {
+            }
+        };
     }
 
     private static boolean causeChainMentions(Throwable e, String text) {

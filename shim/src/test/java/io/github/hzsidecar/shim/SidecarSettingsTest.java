@@ -49,6 +49,7 @@ class SidecarSettingsTest {
         assertEquals(0, settings.loadAllKeysBatchSize());
         assertEquals(SidecarSettings.DEFAULT_LOAD_MAX_KEYS, settings.loadMaxKeys());
         assertEquals(64 * 1024 * 1024, settings.maxMessageBytes());
+        assertEquals(SidecarSettings.Transport.STREAM, settings.transport());
     }
 
     @Test
@@ -61,13 +62,25 @@ class SidecarSettingsTest {
                 SidecarSettings.LOAD_ALL_KEYS_BATCH_SIZE, "500",
                 SidecarSettings.LOAD_ALL_KEYS_DEADLINE_MS, "60000",
                 SidecarSettings.LOAD_MAX_KEYS, "100",
-                SidecarSettings.MAX_MESSAGE_BYTES, "65536"));
+                SidecarSettings.MAX_MESSAGE_BYTES, "65536",
+                SidecarSettings.TRANSPORT, " unary "));
         assertEquals(2500, settings.deadlineMs());
         assertEquals("secret", settings.token());
         assertEquals(500, settings.loadAllKeysBatchSize());
         assertEquals(60000, settings.loadAllKeysDeadlineMs());
         assertEquals(100, settings.loadMaxKeys());
         assertEquals(65536, settings.maxMessageBytes());
+        assertEquals(SidecarSettings.Transport.UNARY, settings.transport());
+    }
+
+    @Test
+    void transportIsStreamOrUnary() {
+        assertEquals(SidecarSettings.Transport.STREAM, SidecarSettings.fromProperties(
+                properties(SidecarSettings.ADDRESS, "h:1", SidecarSettings.TRANSPORT, "stream")).transport());
+        assertEquals(SidecarSettings.Transport.STREAM, SidecarSettings.fromProperties(
+                properties(SidecarSettings.ADDRESS, "h:1", SidecarSettings.TRANSPORT, " ")).transport());
+        assertEquals(SidecarSettings.Transport.UNARY, SidecarSettings.fromProperties(
+                properties(SidecarSettings.ADDRESS, "h:1", SidecarSettings.TRANSPORT, "UNARY")).transport());
     }
 
     @Test
@@ -77,6 +90,8 @@ class SidecarSettingsTest {
                 properties(SidecarSettings.ADDRESS, "h:1", SidecarSettings.DEADLINE_MS, "soon"));
         assertMessageNames(SidecarSettings.DEADLINE_MS,
                 properties(SidecarSettings.ADDRESS, "h:1", SidecarSettings.DEADLINE_MS, "0"));
+        assertMessageNames(SidecarSettings.TRANSPORT,
+                properties(SidecarSettings.ADDRESS, "h:1", SidecarSettings.TRANSPORT, "grpc"));
         assertMessageNames(SidecarSettings.TLS_ENABLED,
                 properties(SidecarSettings.ADDRESS, "h:1", SidecarSettings.TLS_ENABLED, "yes"));
         assertMessageNames(SidecarSettings.TLS_CA_FILE, properties(SidecarSettings.ADDRESS, "h:1",
