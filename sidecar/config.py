@@ -286,7 +286,9 @@ class ProviderConfig(_Model):
     """The provider by name (memory, sqlite, postgres, or an entry point) and its settings."""
 
     name: str = "sqlite"
-    settings: dict[str, Any] = Field(default_factory=lambda: {"path": "data/hz-sidecar.db"})
+    # Each provider has its own defaults (SQLite's path is data/hz-sidecar.db): a block
+    # without settings (PostgreSQL from the PG* environment variables) gets those.
+    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class LoggingConfig(_Model):

@@ -35,7 +35,8 @@ DESCRIPTIONS: dict[str, str] = {
     "provider": "The backing store.",
     "provider.name": "`sqlite`, `postgres`, `memory`, or a provider registered in the "
     "`hz_sidecar.providers` entry point group.",
-    "provider.settings": "The provider's own settings (see Providers).",
+    "provider.settings": "The provider's own settings (see Providers); those left out take "
+    "the provider's defaults (SQLite: `path: data/hz-sidecar.db`).",
     "maps": "Routes: the first pattern that matches a map name decides how it is stored; "
     "an unrouted map is refused.",
     "maps[].pattern": "Shell glob over map names, case-sensitive (`*_ES`).",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from sidecar.codec.temporal import LocalDateTime, OffsetDateTime
-from sidecar.config import InitialLoadMode, load_config, parse_config
+from sidecar.config import InitialLoadMode, SidecarConfig, load_config, parse_config
 from sidecar.errors import ConfigError, KeyTemplateError, UnroutedMapError
+from sidecar.providers import create_provider
 from sidecar.providers.base import EventColumns, StoreKind
 from sidecar.routing import Route, Router
 
@@ -265,3 +267,23 @@ def test_a_key_template_that_is_not_plain_field_names_is_refused(template: str) 
         parse_config(
             {"maps": [{"pattern": "*", "kind": "event", "key-template": template}]}, environ={}
         )
+
+
+@pytest.mark.parametrize("name", ["memory", "postgres", "sqlite"])
+def test_a_provider_block_without_settings_takes_the_providers_defaults(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL from the PG* environment variables alone: no settings at all.
+    monkeypatch.chdir(tmp_path)
+    config = SidecarConfig.model_validate({"provider": {"name": name}})
+    assert config.provider.settings == {}
+    provider = create_provider(name, config.provider.settings)
+    assert provider.name == name
+    if name == "sqlite":
+
+        async def open_and_close() -> None:
+            async with provider:
+                pass
+
+        asyncio.run(open_and_close())
+        assert (tmp_path / "data" / "hz-sidecar.db").is_file()
