@@ -178,38 +178,38 @@ class _Stream:
         # Replies written for calls refused before they ran (no entry in _running).
         self._refusals: set[asyncio.Task[None]] = set()
         self._stopping = False
-        #: The stream's task while it waits for a call (or for room), for stop().
-        self._reader: asyncio.Task[Any] | None = None
+        #: The stream's task, and whether it waits for a call (or for room): for stop().
+        self._task: asyncio.Task[Any] | None = None
+        self._reading = False
 
     def stop(self) -> None:
         """Stop reading; the calls already read are answered, then the stream ends."""
         self._stopping = True
-        if self._reader is not None:
+        if self._reading and self._task is not None:
             # Interrupts the read the stream waits in (or the wait for room): what
             # the shim sent and was not read yet was never started (write-behind
             # keeps it and sends it again).
-            self._reader.cancel()
+            self._task.cancel()
 
     async def serve(self) -> None:
         running = self._running
+        self._task = asyncio.current_task()
         try:
             while not self._stopping:
+                # The stream's task is cancellable by stop() only while it waits here.
+                self._reading = True
                 try:
-                    # The reader is cancellable by stop() only while it waits here.
-                    self._reader = asyncio.current_task()
                     if not self._room.is_set():
                         await self._room.wait()
                     call = await self._context.read()
                 except asyncio.CancelledError:
-                    if not self._stopping:
+                    if not self._stopping or self._task is None:
                         raise
                     # stop() cancelled the wait, not grpc: carry on to answer.
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()
+                    self._task.uncancel()
                     break
                 finally:
-                    self._reader = None
+                    self._reading = False
                 if call is grpc.aio.EOF:
                     break
                 self._dispatch(call)
