@@ -15,11 +15,12 @@ each call kind drives it from this process with plain gRPC, then makes three pas
 
 Kinds: ``health`` (the bare gRPC call), ``store`` (a single-entry Store of an event
 map with its schema, as the shim sends for one ``store()``), ``load`` (a point Load of
-a view map). ``--concurrency`` runs that many client threads, each calling in sequence
-(write-through with several putters).
+a view map). Store and Load go on the shim's ``Calls`` stream, as the shim sends them
+(``--transport unary``: one RPC each). ``--concurrency`` runs that many client threads,
+each calling in sequence on a stream of its own (write-through with several putters).
 
     .venv/bin/python bench/profile_calls.py [--calls 5000] [--kinds health,store,load]
-        [--concurrency 1] [--top 20]
+        [--concurrency 1] [--top 20] [--transport stream|unary]
 
 Needs py-spy in the virtualenv (``pip install py-spy``) and perf; a missing one is
 skipped with a note.
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.cluster import cpu_seconds  # noqa: E402
-from bench.run import Data, pct, postgres, sidecar_config  # noqa: E402
+from bench.run import CallStream, Data, pct, postgres, sidecar_config  # noqa: E402
 from hzsidecar.v1 import mapstore_pb2 as pb  # noqa: E402
 from tests.system.conftest import SidecarProcess  # noqa: E402
 
@@ -58,9 +59,16 @@ RATE = 997  # samples per second: not a multiple of any timer of the sidecar
 class Driver:
     """Makes the calls of one kind against the sidecar, ``concurrency`` callers at once."""
 
-    def __init__(self, sidecar: SidecarProcess, data: Data, concurrency: int) -> None:
+    def __init__(
+        self, sidecar: SidecarProcess, data: Data, concurrency: int, transport: str
+    ) -> None:
         assert sidecar.channel is not None
         self.stub = sidecar.stub
+        self.address = sidecar.address
+        #: ``stream``: Store and Load on the Calls stream, as the shim sends them (one
+        #: stream per caller thread); ``unary``: one RPC each.
+        self.transport = transport
+        self._streams = threading.local()
         self.health = health_pb2_grpc.HealthStub(sidecar.channel)
         self.data = data
         self.concurrency = concurrency
@@ -85,14 +93,28 @@ class Driver:
             def store(i: int) -> object:
                 entry = pb.Entry(key=data.keys[i], value=data.values[i])
                 request = pb.StoreRequest(map_name=map_name, entries=[entry], schemas=data.schemas)
+                if self.transport == "stream":
+                    return self.stream().call("store", request)
                 return self.stub.Store(request, timeout=10)
 
             return store
         if kind == "load":
-            return lambda i: self.stub.Load(
-                pb.LoadRequest(map_name="profile_VIEW", keys=[data.keys[i]]), timeout=10
-            )
+
+            def load(i: int) -> object:
+                request = pb.LoadRequest(map_name="profile_VIEW", keys=[data.keys[i]])
+                if self.transport == "stream":
+                    return self.stream().call("load", request)
+                return self.stub.Load(request, timeout=10)
+
+            return load
         raise SystemExit(f"unknown call kind {kind!r}: health, store or load")
+
+    def stream(self) -> CallStream:
+        """The calling thread's Calls stream, opened on first use."""
+        stream = getattr(self._streams, "stream", None)
+        if stream is None:
+            stream = self._streams.stream = CallStream(self.address)
+        return stream
 
     def run(self, kind: str, calls: int) -> list[float]:
         """``calls`` calls in all, split between the callers; their latencies."""
@@ -262,6 +284,12 @@ def main() -> int:
     parser.add_argument("--kinds", default="health,store,load")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument(
+        "--transport",
+        choices=("stream", "unary"),
+        default="stream",
+        help="Store and Load on the shim's Calls stream (default) or as unary RPCs",
+    )
     args = parser.parse_args()
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     data = Data(args.calls)
@@ -275,7 +303,7 @@ def main() -> int:
             sidecar.start()
             try:
                 assert sidecar.proc is not None
-                driver = Driver(sidecar, data, args.concurrency)
+                driver = Driver(sidecar, data, args.concurrency, args.transport)
                 for kind in kinds:
                     lines = profile(kind, driver, sidecar.proc.pid, args.calls, args.top, work)
                     print("\n".join(lines), flush=True)
