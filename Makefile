@@ -121,6 +121,6 @@ demo: install shim
 	$(PY) examples/demo.py
 
 # Figures and ratios against the database's ceiling and the alternatives, measured in one run
-# (own PostgreSQL, sidecars, member); writes bench/results/latest.md. BENCH_SCALE=0.05 for a quick run.
+# (own PostgreSQL, sidecars, member); writes bench/results/latest.md and latest.svg (a chart). BENCH_SCALE=0.05 for a quick run.
 bench: install shim
 	$(PY) bench/run.py
