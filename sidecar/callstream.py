@@ -293,4 +293,9 @@ class _Stream:
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"the call's deadline ({call.deadline_ms} ms) passed before it was answered",
             )
-        await self._write(reply)
+        try:
+            await self._write(reply)
+        except (grpc.aio.UsageError, asyncio.InvalidStateError, grpc.RpcError) as exc:
+            # The stream ended while the call ran (the member went away): the shim
+            # failed the call as UNAVAILABLE already, and write-behind retries it.
+            log.debug("Calls: the reply to call %d was not sent: %r", call.id, exc)
