@@ -730,19 +730,20 @@ class PostgresProvider(Provider):
         key_text, key_format = _pg_key(entry.key)
         value = entry.value
         document, exact = _pg_document(entry)
-        params: tuple[Any, ...]
+        params: tuple[Any, ...] = (
+            map_name,
+            key_text,
+            key_format,
+            entry.key.data,
+            value.format,
+            value.type_name,
+            _int8(value.schema_id),
+            document,
+            exact,
+        )
         if kind is StoreKind.EVENT:
             event = entry.event or _NO_EVENT
-            params = (
-                map_name,
-                key_text,
-                key_format,
-                entry.key.data,
-                value.format,
-                value.type_name,
-                _int8(value.schema_id),
-                document,
-                exact,
+            params += (
                 _readable(event.aggregate_id),
                 _int8(event.sequence),
                 _readable(event.event_type),
@@ -750,18 +751,7 @@ class PostgresProvider(Provider):
                 _readable(event.correlation_id),
             )
         else:
-            params = (
-                map_name,
-                key_text,
-                key_format,
-                entry.key.data,
-                value.format,
-                value.type_name,
-                _int8(value.schema_id),
-                document,
-                exact,
-                Int8(time.time_ns() // 1_000_000),
-            )
+            params += (Int8(time.time_ns() // 1_000_000),)
 
         async def work(conn: Connection) -> None:
             # One statement in autocommit, as the array form.
