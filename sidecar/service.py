@@ -35,7 +35,7 @@ from hazelcast.serialization.compact import Schema
 
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
-from sidecar.admission import Admission
+from sidecar.admission import Admission, Request
 from sidecar.callstream import CallContext, CallStreams
 from sidecar.cluster_check import check_cluster_size
 from sidecar.codec import DataCodec, EncodedValue, SchemaRegistry
@@ -308,6 +308,23 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             requested.setdefault((key.text, key.format), (key, data))
         return requested
 
+    async def _serve(
+        self,
+        method: str,
+        request: Request,
+        size: int,
+        context: CallContext,
+        body: Callable[[CallRecorder], Awaitable[T]],
+    ) -> T:
+        """Serve one Store, Delete or Load, unary or on the Calls stream: recorded,
+        admitted, and any failure answered with its status (:meth:`_fail`)."""
+        with self._recorder(method, request.map_name, context, size) as rec:
+            try:
+                with self._admission.admit(request, method, request.map_name):
+                    return await body(rec)
+            except Exception as exc:
+                await self._fail(context, rec, f"{method} on map '{request.map_name}'", exc)
+
     # -- Store ---------------------------------------------------------------------
 
     async def Store(
@@ -319,13 +336,13 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.StoreRequest, context: CallContext, response: pb.StoreResponse
     ) -> pb.StoreResponse:
         """Serve a Store (unary or on the Calls stream), answering into ``response``."""
-        with self._recorder("Store", request.map_name, context, len(request.entries)) as rec:
-            try:
-                with self._admission.admit(request, "Store", request.map_name):
-                    await self._store(request, context, rec, response)
-                    return response
-            except Exception as exc:
-                await self._fail(context, rec, f"Store on map '{request.map_name}'", exc)
+        return await self._serve(
+            "Store",
+            request,
+            len(request.entries),
+            context,
+            lambda rec: self._store(request, context, rec, response),
+        )
 
     async def _store(
         self,
@@ -333,7 +350,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         context: CallContext,
         rec: CallRecorder,
         response: pb.StoreResponse,
-    ) -> None:
+    ) -> pb.StoreResponse:
         log.debug("Store received map=%s entries=%d", request.map_name, len(request.entries))
         route = self._route(request.map_name)
         check_cluster_size(type(self._provider), context.invocation_metadata() or ())
@@ -357,6 +374,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             sum(r is None for r in results),
         )
         response.results.extend([_WRITTEN if r is None else r for r in results])
+        return response
 
     async def _hand_over(
         self,
@@ -454,27 +472,34 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         self, request: pb.DeleteRequest, context: CallContext, response: pb.DeleteResponse
     ) -> pb.DeleteResponse:
         """Serve a Delete (unary or on the Calls stream), answering into ``response``."""
-        with self._recorder("Delete", request.map_name, context, len(request.keys)) as rec:
-            try:
-                with self._admission.admit(request, "Delete", request.map_name):
-                    route = self._route(request.map_name)
-                    check_cluster_size(type(self._provider), context.invocation_metadata() or ())
-                    self._limits.check_count(len(request.keys), "keys", request.map_name)
-                    requested = await self._lookup_keys(route, request.keys)
-                    keys = [key for key, _ in requested.values()]
-                    deleted = 0
-                    if keys:
-                        deleted = await self._deadline(
-                            context,
-                            rec,
-                            "delete",
-                            self._writer.delete(request.map_name, route.kind, keys),
-                        )
-                    rec.deleted(keys=len(request.keys))
-                    response.deleted = deleted
-                    return response
-            except Exception as exc:
-                await self._fail(context, rec, f"Delete on map '{request.map_name}'", exc)
+        return await self._serve(
+            "Delete",
+            request,
+            len(request.keys),
+            context,
+            lambda rec: self._delete(request, context, rec, response),
+        )
+
+    async def _delete(
+        self,
+        request: pb.DeleteRequest,
+        context: CallContext,
+        rec: CallRecorder,
+        response: pb.DeleteResponse,
+    ) -> pb.DeleteResponse:
+        route = self._route(request.map_name)
+        check_cluster_size(type(self._provider), context.invocation_metadata() or ())
+        self._limits.check_count(len(request.keys), "keys", request.map_name)
+        requested = await self._lookup_keys(route, request.keys)
+        keys = [key for key, _ in requested.values()]
+        deleted = 0
+        if keys:
+            deleted = await self._deadline(
+                context, rec, "delete", self._writer.delete(request.map_name, route.kind, keys)
+            )
+        rec.deleted(keys=len(request.keys))
+        response.deleted = deleted
+        return response
 
     # -- Load ----------------------------------------------------------------------
 
@@ -491,13 +516,13 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         The answer is built where it is sent from: a stream's reply holds it, so a
         large loadAll answer is never copied.
         """
-        with self._recorder("Load", request.map_name, context, len(request.keys)) as rec:
-            try:
-                with self._admission.admit(request, "Load", request.map_name):
-                    await self._load(request, context, rec, response)
-                    return response
-            except Exception as exc:
-                await self._fail(context, rec, f"Load on map '{request.map_name}'", exc)
+        return await self._serve(
+            "Load",
+            request,
+            len(request.keys),
+            context,
+            lambda rec: self._load(request, context, rec, response),
+        )
 
     async def _load(
         self,
@@ -505,7 +530,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         context: CallContext,
         rec: CallRecorder,
         response: pb.LoadResponse,
-    ) -> None:
+    ) -> pb.LoadResponse:
         route = self._route(request.map_name)
         self._limits.check_count(len(request.keys), "keys", request.map_name)
         requested = await self._lookup_keys(route, request.keys)
@@ -514,7 +539,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         asked = len(set(request.keys))
         if not keys:
             rec.loaded(asked=asked, found=0)
-            return
+            return response
         provider, map_name, kind = self._provider, request.map_name, route.kind
         found = await self._deadline(
             context,
@@ -526,6 +551,7 @@ class MapStoreService(pb_grpc.MapStoreServicer):
             await self._encode_found(request, requested, found, rec, response)
         rec.loaded(asked=asked, found=len(response.entries))
         self._fit_load_answer(request.map_name, response, context)
+        return response
 
     async def _encode_found(
         self,
