@@ -419,6 +419,20 @@ class BatchingConfig(_Model):
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
 
 
+class CodecAccelerator(enum.StrEnum):
+    """Whether flat Compact records decode through the compiled accelerator (``codec.accel``)."""
+
+    AUTO = "auto"  # when it is built
+    DISABLED = "disabled"  # the pure-Python codec, even when it is built
+    REQUIRED = "required"  # refuse to start without it
+
+
+class CodecConfig(_Model):
+    """The codec: which implementation decodes flat Compact records."""
+
+    accelerator: CodecAccelerator = CodecAccelerator.AUTO
+
+
 class SidecarConfig(_Model):
     """The whole configuration file."""
 
@@ -432,6 +446,7 @@ class SidecarConfig(_Model):
     security: SecurityConfig = SecurityConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     batching: BatchingConfig = BatchingConfig()
+    codec: CodecConfig = CodecConfig()
 
     @field_validator("maps")
     @classmethod

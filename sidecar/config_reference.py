@@ -81,6 +81,11 @@ DESCRIPTIONS: dict[str, str] = {
     "on-poison": "An entry whose bytes cannot be decoded: `dead-letter` keeps it in the "
     "dead-letter table (`hz-sidecar dlq`) and answers DEAD_LETTERED; `reject` fails it "
     "with INVALID_ARGUMENT.",
+    "codec": "The codec of Hazelcast's serialized data.",
+    "codec.accelerator": "`auto` decodes flat Compact records through the compiled accelerator "
+    "when `pip install` built it, `disabled` through the pure-Python codec (same documents, same "
+    "errors, slower), `required` refuses to start without the accelerator. `make install` "
+    "says which you have.",
     "limits": "Bounds on one call, and on the work and schemas taken on at once.",
     "limits.max-entries-per-call": "Most entries (Store) or keys (Load, Delete) in one call; "
     "more is INVALID_ARGUMENT.",

@@ -36,7 +36,7 @@ from grpc_reflection.v1alpha import reflection
 from hzsidecar.v1 import mapstore_pb2 as pb
 from hzsidecar.v1 import mapstore_pb2_grpc as pb_grpc
 from sidecar.admission import Admission
-from sidecar.codec import SchemaRegistry
+from sidecar.codec import SchemaRegistry, accel
 from sidecar.config import SidecarConfig
 from sidecar.errors import ConfigError
 from sidecar.providers import create_provider
@@ -101,6 +101,7 @@ class Sidecar:
     async def start(self) -> None:
         """Open the provider, load persisted schemas, bind and start serving."""
         listen = self.config.listen
+        accel.use(self.config.codec.accelerator)  # `required` without the extension: ConfigError
         await self.provider.open()
         known = await self.service.load_schemas()
         # A provider without a pool answers None: no pool gauges then.
@@ -158,11 +159,12 @@ class Sidecar:
         await self._update_health()
         self._health_task = asyncio.create_task(self._watch_health(), name="hz-sidecar-health")
         log.info(
-            "hz-sidecar listening on %s (provider %s, %d known schemas, persistence %s)",
+            "hz-sidecar listening on %s (provider %s, %d known schemas, persistence %s; %s)",
             self.bound_address,
             self.provider.name,
             known,
             "enabled" if self.config.persistence.enabled else "DISABLED",
+            accel.status(),
         )
 
     async def _update_health(self) -> None:

@@ -46,6 +46,7 @@ from typing import Any, NoReturn
 
 from hazelcast.serialization.api import FieldKind
 
+from sidecar.codec import accel
 from sidecar.codec.compact import decimal_parts
 from sidecar.codec.jsonmap import (
     PLAIN_DECIMAL_MAX_SCALE,
@@ -665,11 +666,54 @@ def _build(src: _Source, name: str) -> Any:
     return function
 
 
+def _accelerated_decoder(plan: SchemaPlan) -> Decoder:
+    """The compiled accelerator's twin of :func:`_compile_decoder` (see :mod:`.accel`)."""
+    flat = accel.extension()
+    if not _accelerator_ready:
+        flat.configure(_HELPERS)
+        _accelerator_ready.append(True)
+    numbers = {name: n for n, name in enumerate(plan.var_names)}
+    fields = []
+    for n, f in enumerate(plan.schema.fields):
+        encoding = KINDS[f.kind]
+        prefix = ("{" if n == 0 else ", ") + _json_string(f.name) + ": "
+        if encoding.fixed:
+            code = flat.FIXED_CODES[encoding.item]
+            where, bit, number = f.position, max(f.bit_position, 0), -1
+        else:
+            code = flat.VARIABLE_CODES[encoding.item]
+            where, bit, number = f.index, 0, numbers[f.name]
+        plain = f.kind in PLAIN_KINDS or f.kind in _TIMESTAMP_KINDS
+        fields.append((code, where, bit, number, plain, f.name, prefix))
+    decoder: Decoder = flat.FlatDecoder(
+        plan.schema_id,
+        plan.schema.fix_sized_fields_length,
+        tuple(fields),
+        tuple(plan.bool_masks.items()),
+        plan.var_names,
+        tuple(_json_string(name) for name in plan.var_names),
+        plan.schema_order,
+    )
+    return decoder
+
+
+_accelerator_ready: list[bool] = []
+
+
+def python_decoder(plan: SchemaPlan) -> Decoder:
+    """The generated Python decoder of a flat schema: the authority the accelerator matches."""
+    return _compile_decoder(plan)
+
+
 def compile_plan(plan: SchemaPlan) -> SchemaPlan:
-    """Build ``plan``'s compiled decoder and encoder on first use (None if not flat)."""
+    """Build ``plan``'s compiled decoder and encoder on first use (None if not flat).
+
+    The decoder is the accelerator's when it is built and not turned off
+    (:func:`sidecar.codec.accel.enabled`), else the generated Python function.
+    """
     if not plan.compiled:
         if plan.flat:
-            plan.decoder = _compile_decoder(plan)
+            plan.decoder = _accelerated_decoder(plan) if accel.enabled() else _compile_decoder(plan)
             plan.encoder = _compile_encoder(plan)
         plan.compiled = True
     return plan

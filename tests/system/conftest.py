@@ -41,9 +41,12 @@ class SidecarProcess:
         workdir: Path,
         config: dict[str, Any],
         credentials: grpc.ChannelCredentials | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.credentials = credentials
+        #: Environment variables for the process, on top of the test's (minus HZ_SIDECAR_*).
+        self.env = env or {}
         self.config_path = workdir / "sidecar.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.address: str = config["listen"]["address"]
@@ -56,6 +59,7 @@ class SidecarProcess:
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HZ_SIDECAR_")}
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [*sidecar_command(), "run", "--config", str(self.config_path)],
             cwd=self.workdir,
