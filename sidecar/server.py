@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import secrets
@@ -158,6 +159,11 @@ class Sidecar:
         self._server = server
         await self._update_health()
         self._health_task = asyncio.create_task(self._watch_health(), name="hz-sidecar-health")
+        # What exists now (modules, configuration, pool, schemas, gRPC) lives as long as the
+        # process: move it out of the cyclic collector's reach, so that the young objects of
+        # every call do not make each full collection walk it all again. Measured on the
+        # Store path: about a quarter of the sidecar's CPU per entry (README, Performance).
+        gc.freeze()
         log.info(
             "hz-sidecar listening on %s (provider %s, %d known schemas, persistence %s; %s)",
             self.bound_address,

@@ -22,7 +22,9 @@ This module imports nothing of the sidecar: :func:`configure` hands it the helpe
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from libc.string cimport memcmp, memset
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy
@@ -77,13 +79,25 @@ cdef object _time_json = None
 cdef object _timestamp_json = None
 cdef object _timestamp_tz_json = None
 cdef object _order_needed = None
+cdef object _WriteOrderNeeded = None
+cdef object _float_value = None
+cdef object _decimal_parts = None
+cdef object _decimal_bytes = None
+cdef object _date_value = None
+cdef object _time_value = None
+cdef object _timestamp_value = None
+cdef object _timestamp_tz_value = None
+cdef object _structs = None
 cdef bint _configured = False
 
 
-def configure(helpers):
-    """Take the helpers of the generated code (a mapping by their names there)."""
+def configure(helpers, structs):
+    """Take the helpers of the generated code (a mapping by their names there) and the
+    structs of the items (``sidecar.codec.kinds.ITEM_STRUCTS``)."""
     global Fallback, _encode_string, _f64_json, _f32_json, _decimal_json, _date_json
     global _time_json, _timestamp_json, _timestamp_tz_json, _order_needed, _configured
+    global _WriteOrderNeeded, _float_value, _decimal_parts, _decimal_bytes, _date_value
+    global _time_value, _timestamp_value, _timestamp_tz_value, _structs
     Fallback = helpers["Fallback"]
     _encode_string = helpers["E"]
     _f64_json = helpers["_f64_json"]
@@ -94,6 +108,15 @@ def configure(helpers):
     _timestamp_json = helpers["_timestamp_json"]
     _timestamp_tz_json = helpers["_timestamp_tz_json"]
     _order_needed = helpers["_order_needed"]
+    _WriteOrderNeeded = helpers["WriteOrderNeeded"]
+    _float_value = helpers["_float_value"]
+    _decimal_parts = helpers["_decimal_parts"]
+    _decimal_bytes = helpers["_decimal_bytes"]
+    _date_value = helpers["_date_value"]
+    _time_value = helpers["_time_value"]
+    _timestamp_value = helpers["_timestamp_value"]
+    _timestamp_tz_value = helpers["_timestamp_tz_value"]
+    _structs = structs
     _configured = True
 
 
@@ -566,3 +589,536 @@ cdef class FlatDecoder:
             pieces.append("]}")
         return "".join(pieces), plain
 
+
+
+# -- Load: a stored document's text straight to Data bytes ----------------------------------
+
+cdef enum:
+    T_STRING = 1
+    T_INT = 2
+    T_FLOAT = 3
+    T_TRUE = 4
+    T_FALSE = 5
+    T_NULL = 6
+
+cdef enum:
+    P_NULL = 0     # a null variable-size value
+    P_STRING = 1   # a string: its length, then its UTF-8 bytes from the document
+    P_SCRATCH = 2  # bytes written in the call's scratch buffer
+    P_OBJECT = 3   # a bytes object a helper made
+
+
+cdef inline bint _space(uint8_t c) noexcept nogil:
+    return c == 32 or c == 10 or c == 13 or c == 9
+
+
+cdef inline void _put_be(uint8_t* out, uint64_t value, int size) noexcept nogil:
+    cdef int i
+    for i in range(size - 1, -1, -1):
+        out[i] = <uint8_t>(value & 0xFF)
+        value >>= 8
+
+
+cdef class FlatEncoder:
+    """A flat schema's encoder of a stored document's JSON text: ``(text, seq, pending) ->
+    Data bytes``, the same bytes as the generated encoder gives for ``loads(text)``.
+
+    It reads the JSON object itself, keys in any order (PostgreSQL's JSONB sorts them),
+    and raises :class:`Fallback` for whatever it does not read the way ``json.loads``
+    does or leaves to the helpers' judgement: escapes in strings, ``"@order"``, a
+    repeated, missing or unknown key, nested values, anything that is not JSON. The
+    caller then parses the document and runs the generated encoder, which decides.
+    """
+
+    cdef int nfields
+    cdef int var_count
+    cdef int fix_len
+    cdef int64_t schema_id
+    cdef int* codes
+    cdef int* where
+    cdef int* bit
+    cdef int* number
+    cdef int* table_index  # by variable-size field number: its offset-table index
+    cdef tuple names       # each field's name as UTF-8 bytes
+    cdef readonly tuple schema_order
+    cdef bytes prefix      # the Data header and the schema id
+
+    def __cinit__(self):
+        self.codes = NULL
+        self.where = NULL
+        self.bit = NULL
+        self.number = NULL
+        self.table_index = NULL
+
+    def __init__(self, int64_t schema_id, int fix_len, fields, tuple schema_order,
+                 bytes prefix):
+        """``fields``: per field in schema order, (code, where, bit, number, name)."""
+        if not _configured:
+            raise RuntimeError("sidecar.codec._flat.configure() was not called")
+        cdef int n = len(fields)
+        cdef int i
+        self.nfields = n
+        self.schema_id = schema_id
+        self.fix_len = fix_len
+        self.schema_order = schema_order
+        self.var_count = len(schema_order)
+        self.prefix = prefix
+        self.codes = <int*>PyMem_Malloc(max(n, 1) * sizeof(int))
+        self.where = <int*>PyMem_Malloc(max(n, 1) * sizeof(int))
+        self.bit = <int*>PyMem_Malloc(max(n, 1) * sizeof(int))
+        self.number = <int*>PyMem_Malloc(max(n, 1) * sizeof(int))
+        self.table_index = <int*>PyMem_Malloc(max(self.var_count, 1) * sizeof(int))
+        if (self.codes == NULL or self.where == NULL or self.bit == NULL
+                or self.number == NULL or self.table_index == NULL):
+            raise MemoryError()
+        names = []
+        for i in range(n):
+            code, where, bit, number, name = fields[i]
+            self.codes[i] = code
+            self.where[i] = where
+            self.bit[i] = bit
+            self.number[i] = number
+            if number >= 0:
+                self.table_index[number] = where
+            names.append(name.encode("utf-8"))
+        self.names = tuple(names)
+
+    def __dealloc__(self):
+        PyMem_Free(self.codes)
+        PyMem_Free(self.where)
+        PyMem_Free(self.bit)
+        PyMem_Free(self.number)
+        PyMem_Free(self.table_index)
+
+    def __call__(self, document, seq=None, pending=False):
+        if type(document) is not str:
+            raise Fallback
+        if seq is None:
+            seq = self.schema_order
+        cdef Py_ssize_t size
+        cdef const char* text
+        try:
+            text = PyUnicode_AsUTF8AndSize(document, &size)
+        except UnicodeEncodeError:  # a lone surrogate: the generated encoder refuses it too
+            raise Fallback from None
+        cdef int n = self.nfields
+        cdef int v = self.var_count
+        # Per field: the token (kind, start, end); per variable-size field: its part.
+        cdef Py_ssize_t* ints = <Py_ssize_t*>PyMem_Malloc(
+            (3 * max(n, 1) + 3 * max(v, 1)) * sizeof(Py_ssize_t))
+        cdef uint8_t* scratch = <uint8_t*>PyMem_Malloc(self.fix_len + 24 * max(v, 1) + 1)
+        if ints == NULL or scratch == NULL:
+            PyMem_Free(ints)
+            PyMem_Free(scratch)
+            raise MemoryError()
+        try:
+            return self._encode(<const uint8_t*>text, size, <tuple>seq, bool(pending), ints,
+                                scratch)
+        finally:
+            PyMem_Free(ints)
+            PyMem_Free(scratch)
+
+    cdef Py_ssize_t _field(self, const uint8_t* key, Py_ssize_t length):
+        cdef int i
+        cdef bytes name
+        for i in range(self.nfields):
+            name = <bytes>self.names[i]
+            if PyBytes_GET_SIZE(name) == length and memcmp(
+                    PyBytes_AS_STRING(name), key, length) == 0:
+                return i
+        return -1
+
+    cdef object _encode(self, const uint8_t* p, Py_ssize_t end, tuple seq, bint pending,
+                        Py_ssize_t* ints, uint8_t* scratch):
+        cdef int n = self.nfields
+        cdef int v = self.var_count
+        cdef int fix_len = self.fix_len
+        cdef Py_ssize_t* kind = ints
+        cdef Py_ssize_t* start = ints + max(n, 1)
+        cdef Py_ssize_t* stop = ints + 2 * max(n, 1)
+        cdef Py_ssize_t* part = ints + 3 * max(n, 1)       # P_* by variable-size number
+        cdef Py_ssize_t* part_at = part + max(v, 1)        # where its bytes are
+        cdef Py_ssize_t* part_len = part + 2 * max(v, 1)   # and how many
+        cdef uint8_t* fixed = scratch
+        cdef uint8_t* extra = scratch + fix_len            # 24 bytes per variable-size field
+        cdef Py_ssize_t i = 0, k, a, seen = 0
+        cdef int f, code, w
+        cdef uint8_t c
+        cdef bint digits
+        cdef list objects = [None] * v
+        for f in range(n):
+            kind[f] = 0
+        # -- the object: {"name": value, ...}, keys in any order, each field once ------
+        while i < end and _space(p[i]):
+            i += 1
+        if i >= end or p[i] != 123:  # {
+            raise Fallback
+        i += 1
+        while i < end and _space(p[i]):
+            i += 1
+        if i < end and p[i] == 125 and n == 0:  # {} of a schema without fields
+            i += 1
+        else:
+            while True:
+                if i >= end or p[i] != 34:  # "
+                    raise Fallback
+                a = i + 1
+                i = a
+                while i < end and p[i] != 34:
+                    if p[i] == 92 or p[i] < 32:  # an escape or a control character
+                        raise Fallback
+                    i += 1
+                if i >= end:
+                    raise Fallback
+                f = self._field(p + a, i - a)
+                if f < 0 or kind[f]:
+                    raise Fallback  # "@order", a key the schema lacks, a repeated key
+                i += 1
+                while i < end and _space(p[i]):
+                    i += 1
+                if i >= end or p[i] != 58:  # :
+                    raise Fallback
+                i += 1
+                while i < end and _space(p[i]):
+                    i += 1
+                if i >= end:
+                    raise Fallback
+                c = p[i]
+                if c == 34:  # a string without escapes
+                    a = i + 1
+                    i = a
+                    while i < end and p[i] != 34:
+                        if p[i] == 92 or p[i] < 32:
+                            raise Fallback
+                        i += 1
+                    if i >= end:
+                        raise Fallback
+                    kind[f], start[f], stop[f] = T_STRING, a, i
+                    i += 1
+                elif c == 45 or 48 <= c <= 57:  # a number, read as json.loads reads one
+                    a = i
+                    if c == 45:
+                        i += 1
+                    if i < end and p[i] == 48:
+                        i += 1
+                    elif i < end and 49 <= p[i] <= 57:
+                        while i < end and 48 <= p[i] <= 57:
+                            i += 1
+                    else:
+                        raise Fallback
+                    kind[f] = T_INT
+                    if i + 1 < end and p[i] == 46 and 48 <= p[i + 1] <= 57:  # .digits
+                        i += 1
+                        while i < end and 48 <= p[i] <= 57:
+                            i += 1
+                        kind[f] = T_FLOAT
+                    if i < end and (p[i] == 101 or p[i] == 69):  # e/E [+-] digits
+                        k = i + 1
+                        if k < end and (p[k] == 43 or p[k] == 45):
+                            k += 1
+                        digits = False
+                        while k < end and 48 <= p[k] <= 57:
+                            k += 1
+                            digits = True
+                        if digits:
+                            i = k
+                            kind[f] = T_FLOAT
+                    start[f], stop[f] = a, i
+                elif end - i >= 4 and memcmp(p + i, b"true", 4) == 0:
+                    kind[f] = T_TRUE
+                    i += 4
+                elif end - i >= 5 and memcmp(p + i, b"false", 5) == 0:
+                    kind[f] = T_FALSE
+                    i += 5
+                elif end - i >= 4 and memcmp(p + i, b"null", 4) == 0:
+                    kind[f] = T_NULL
+                    i += 4
+                else:
+                    raise Fallback  # an object, an array, a NaN literal, not JSON
+                seen += 1
+                while i < end and _space(p[i]):
+                    i += 1
+                if i < end and p[i] == 44:  # ,
+                    i += 1
+                    while i < end and _space(p[i]):
+                        i += 1
+                    continue
+                if i < end and p[i] == 125:  # }
+                    i += 1
+                    break
+                raise Fallback
+        while i < end and _space(p[i]):
+            i += 1
+        if i != end or seen != n:
+            raise Fallback  # text after the object, or a field missing
+        # -- each field's bytes, as the generated encoder makes them ---------------------
+        memset(fixed, 0, fix_len)
+        cdef int64_t iv
+        cdef uint64_t bits64
+        cdef double d
+        cdef object value, made
+        for f in range(n):
+            code = self.codes[f]
+            w = self.where[f]
+            if code == F_BOOLEAN:
+                if kind[f] == T_TRUE:
+                    fixed[w] |= <uint8_t>(1 << self.bit[f])
+                elif kind[f] != T_FALSE:
+                    raise Fallback
+                continue
+            if code < V_BOOL:
+                if code == F_FLOAT64:
+                    d = self._double(p, f, kind, start, stop)
+                    memcpy(&bits64, &d, 8)
+                    _put_be(fixed + w, bits64, 8)
+                elif code == F_FLOAT32:
+                    made = _structs["float32"].pack(
+                        _float_value(self._value(p, f, kind, start, stop), True))
+                    memcpy(fixed + w, PyBytes_AS_STRING(made), 4)
+                else:
+                    iv = self._int(p, f, kind, start, stop, code)
+                    _put_be(fixed + w, <uint64_t>iv, 8 if code == F_INT64 else
+                            4 if code == F_INT32 else 2 if code == F_INT16 else 1)
+                continue
+            k = self.number[f]
+            if kind[f] == T_NULL:
+                part[k] = P_NULL
+                continue
+            a = 24 * k  # this field's scratch bytes
+            if code == V_STRING:
+                if kind[f] != T_STRING:
+                    raise Fallback
+                part[k], part_at[k], part_len[k] = P_STRING, start[f], stop[f] - start[f]
+            elif code == V_DECIMAL:
+                if kind[f] != T_STRING:
+                    raise Fallback
+                w = _plain_decimal(p + start[f], stop[f] - start[f], extra + a)
+                if w:
+                    part[k], part_at[k], part_len[k] = P_SCRATCH, a, w
+                else:
+                    made = _decimal_bytes(*_decimal_parts(self._value(p, f, kind, start, stop)))
+                    objects[k] = made
+                    part[k], part_len[k] = P_OBJECT, PyBytes_GET_SIZE(made)
+            elif code == V_BOOL:
+                if kind[f] == T_TRUE:
+                    extra[a] = 1
+                elif kind[f] == T_FALSE:
+                    extra[a] = 0
+                else:
+                    raise Fallback
+                part[k], part_at[k], part_len[k] = P_SCRATCH, a, 1
+            elif code == V_FLOAT64:
+                d = self._double(p, f, kind, start, stop)
+                memcpy(&bits64, &d, 8)
+                _put_be(extra + a, bits64, 8)
+                part[k], part_at[k], part_len[k] = P_SCRATCH, a, 8
+            elif code == V_FLOAT32:
+                made = _structs["float32"].pack(
+                    _float_value(self._value(p, f, kind, start, stop), True))
+                objects[k] = made
+                part[k], part_len[k] = P_OBJECT, 4
+            elif code == V_DATE:
+                if kind[f] != T_STRING:
+                    raise Fallback
+                if _plain_date(p + start[f], stop[f] - start[f], extra + a):
+                    part[k], part_at[k], part_len[k] = P_SCRATCH, a, 6
+                else:
+                    made = _structs["date"].pack(
+                        *_date_value(self._value(p, f, kind, start, stop)))
+                    objects[k] = made
+                    part[k], part_len[k] = P_OBJECT, PyBytes_GET_SIZE(made)
+            elif code == V_TIME or code == V_TIMESTAMP or code == V_TIMESTAMP_TZ:
+                if kind[f] != T_STRING:
+                    raise Fallback
+                value = self._value(p, f, kind, start, stop)
+                if code == V_TIME:
+                    made = _structs["time"].pack(*_time_value(value))
+                elif code == V_TIMESTAMP:
+                    made = _structs["timestamp"].pack(*_timestamp_value(value))
+                else:
+                    made = _structs["timestamp_tz"].pack(*_timestamp_tz_value(value))
+                objects[k] = made
+                part[k], part_len[k] = P_OBJECT, PyBytes_GET_SIZE(made)
+            else:  # nullable integers
+                w = (8 if code == V_INT64 else 4 if code == V_INT32 else
+                     2 if code == V_INT16 else 1)
+                iv = self._int(p, f, kind, start, stop, F_INT8 + (code - V_INT8))
+                _put_be(extra + a, <uint64_t>iv, w)
+                part[k], part_at[k], part_len[k] = P_SCRATCH, a, w
+        return self._assemble(p, seq, pending, part, part_at, part_len, fixed, extra, objects)
+
+    cdef object _assemble(self, const uint8_t* p, tuple seq, bint pending, Py_ssize_t* part,
+                          Py_ssize_t* part_at, Py_ssize_t* part_len, uint8_t* fixed,
+                          uint8_t* extra, list objects):
+        cdef int v = self.var_count
+        cdef int fix_len = self.fix_len
+        cdef Py_ssize_t prefix_len = PyBytes_GET_SIZE(self.prefix)
+        cdef Py_ssize_t total, dl, at, width, table
+        cdef Py_ssize_t present = 0
+        cdef int i, k, t
+        cdef object out
+        cdef uint8_t* o
+        if not v:
+            out = PyBytes_FromStringAndSize(NULL, prefix_len + fix_len)
+            o = <uint8_t*>PyBytes_AS_STRING(out)
+            memcpy(o, PyBytes_AS_STRING(self.prefix), prefix_len)
+            memcpy(o + prefix_len, fixed, fix_len)
+            return out
+        dl = fix_len
+        for k in range(v):
+            if part[k] != P_NULL:
+                present += 1
+                dl += part_len[k] + (4 if part[k] == P_STRING else 0)
+        if pending and present > 1:
+            raise _WriteOrderNeeded(self.schema_id, None)
+        width = 1 if dl < 255 else 2 if dl < 65535 else 4
+        total = prefix_len + 4 + dl + v * width
+        out = PyBytes_FromStringAndSize(NULL, total)
+        o = <uint8_t*>PyBytes_AS_STRING(out)
+        memcpy(o, PyBytes_AS_STRING(self.prefix), prefix_len)
+        _put_be(o + prefix_len, <uint64_t><uint32_t>dl, 4)
+        cdef Py_ssize_t ds = prefix_len + 4
+        memcpy(o + ds, fixed, fix_len)
+        table = ds + dl
+        # Null entries: all ones in the entry's width.
+        memset(o + table, 0xFF, v * width)
+        at = fix_len
+        for i in range(len(seq)):
+            k = seq[i]
+            if part[k] == P_NULL:
+                continue
+            t = self.table_index[k]
+            _put_be(o + table + t * width, <uint64_t>at, width)
+            if part[k] == P_STRING:
+                _put_be(o + ds + at, <uint64_t><uint32_t>part_len[k], 4)
+                memcpy(o + ds + at + 4, p + part_at[k], part_len[k])
+                at += 4 + part_len[k]
+            elif part[k] == P_SCRATCH:
+                memcpy(o + ds + at, extra + part_at[k], part_len[k])
+                at += part_len[k]
+            else:
+                memcpy(o + ds + at, PyBytes_AS_STRING(objects[k]), part_len[k])
+                at += part_len[k]
+        if at != dl:
+            raise AssertionError("FlatEncoder: parts do not fill the data")
+        return out
+
+    cdef object _value(self, const uint8_t* p, int f, Py_ssize_t* kind, Py_ssize_t* start,
+                       Py_ssize_t* stop):
+        """The field's value as json.loads gives it (strings here have no escapes)."""
+        cdef Py_ssize_t t = kind[f]
+        if t == T_STRING:
+            return PyUnicode_DecodeUTF8(<char*>(p + start[f]), stop[f] - start[f], NULL)
+        if t == T_INT:
+            return int((<char*>(p + start[f]))[:stop[f] - start[f]])
+        if t == T_FLOAT:
+            return float((<char*>(p + start[f]))[:stop[f] - start[f]])
+        if t == T_TRUE:
+            return True
+        if t == T_FALSE:
+            return False
+        return None
+
+    cdef double _double(self, const uint8_t* p, int f, Py_ssize_t* kind, Py_ssize_t* start,
+                        Py_ssize_t* stop) except? -1.0:
+        """A float64 field as the generated encoder reads it (``_float_value``)."""
+        cdef double d
+        if kind[f] == T_FLOAT:
+            d = float((<char*>(p + start[f]))[:stop[f] - start[f]])
+            if d - d == 0.0:
+                return d
+        return _float_value(self._value(p, f, kind, start, stop), False)
+
+    cdef int64_t _int(self, const uint8_t* p, int f, Py_ssize_t* kind, Py_ssize_t* start,
+                      Py_ssize_t* stop, int code) except? -1:
+        """An integer field: a JSON integer within the field's range, else Fallback."""
+        cdef Py_ssize_t i = start[f], end = stop[f]
+        cdef bint negative = False
+        cdef uint64_t magnitude = 0, limit
+        cdef int width
+        if kind[f] != T_INT:
+            raise Fallback  # a float, a string, a boolean, null: not an int
+        if p[i] == 45:
+            negative = True
+            i += 1
+        if end - i > 19:
+            raise Fallback
+        while i < end:
+            if magnitude > (0xFFFFFFFFFFFFFFFF - 9) // 10:
+                raise Fallback
+            magnitude = magnitude * 10 + (p[i] - 48)
+            i += 1
+        width = 64 if code == F_INT64 else 32 if code == F_INT32 else 16 if code == F_INT16 else 8
+        limit = (<uint64_t>1) << (width - 1)
+        if negative:
+            if magnitude > limit:
+                raise Fallback
+            return <int64_t>(<uint64_t>0 - magnitude)
+        if magnitude >= limit:
+            raise Fallback
+        return <int64_t>magnitude
+
+
+cdef int _plain_decimal(const uint8_t* p, Py_ssize_t n, uint8_t* out) noexcept:
+    """A decimal's text ``-?digits(.digits)?`` of at most 18 digits as its Compact bytes
+    (length, minimal two's complement, scale) in ``out``; their size, or 0 to leave it to
+    the helpers (other forms, more digits)."""
+    cdef Py_ssize_t i = 0
+    cdef bint negative = False
+    cdef int digits = 0, scale = 0, bits = 0, size
+    cdef int64_t u = 0
+    cdef uint64_t x
+    if n and p[0] == 45:
+        negative = True
+        i = 1
+    if i >= n or not 48 <= p[i] <= 57:
+        return 0
+    while i < n and 48 <= p[i] <= 57:
+        u = u * 10 + (p[i] - 48)
+        digits += 1
+        i += 1
+        if digits > 18:
+            return 0
+    if i < n:
+        if p[i] != 46 or i + 1 >= n:
+            return 0
+        i += 1
+        while i < n and 48 <= p[i] <= 57:
+            u = u * 10 + (p[i] - 48)
+            digits += 1
+            scale += 1
+            i += 1
+            if digits > 18:
+                return 0
+        if i != n:
+            return 0
+    if negative:
+        u = -u
+    x = <uint64_t>(-(u + 1)) if u < 0 else <uint64_t>u
+    while x:
+        bits += 1
+        x >>= 1
+    size = (8 + bits) // 8
+    _put_be(out, <uint64_t><uint32_t>size, 4)
+    _put_be(out + 4, <uint64_t>u, size)
+    _put_be(out + 4 + size, <uint64_t><uint32_t>scale, 4)
+    return 8 + size
+
+
+cdef bint _plain_date(const uint8_t* p, Py_ssize_t n, uint8_t* out) noexcept:
+    """``YYYY-MM-DD`` of a real date with a year 1..9999 as its Compact bytes in ``out``."""
+    cdef int year, month, day, i
+    if n != 10 or p[4] != 45 or p[7] != 45:
+        return False
+    for i in range(10):
+        if i != 4 and i != 7 and not 48 <= p[i] <= 57:
+            return False
+    year = (p[0] - 48) * 1000 + (p[1] - 48) * 100 + (p[2] - 48) * 10 + (p[3] - 48)
+    month = (p[5] - 48) * 10 + (p[6] - 48)
+    day = (p[8] - 48) * 10 + (p[9] - 48)
+    if year == 0 or month < 1 or month > 12 or day < 1 or day > _days_in_month(year, month):
+        return False
+    _put_be(out, <uint64_t><uint32_t>year, 4)
+    out[4] = <uint8_t>month
+    out[5] = <uint8_t>day
+    return True

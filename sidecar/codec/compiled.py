@@ -71,7 +71,7 @@ from sidecar.codec.kinds import (
     TIMESTAMP,
     TIMESTAMP_TZ,
 )
-from sidecar.codec.plan import ORDER_KEY, Decoder, Encoder, SchemaPlan, plan_of
+from sidecar.codec.plan import ORDER_KEY, Decoder, Encoder, SchemaPlan, TextEncoder, plan_of
 from sidecar.codec.temporal import LocalDate, LocalDateTime, LocalTime, OffsetDateTime
 from sidecar.errors import DecodeError, WriteOrderNeeded
 
@@ -666,12 +666,18 @@ def _build(src: _Source, name: str) -> Any:
     return function
 
 
-def _accelerated_decoder(plan: SchemaPlan) -> Decoder:
-    """The compiled accelerator's twin of :func:`_compile_decoder` (see :mod:`.accel`)."""
+def _accelerator() -> Any:
+    """The extension, given the helpers of the generated code on first use."""
     flat = accel.extension()
     if not _accelerator_ready:
-        flat.configure(_HELPERS)
+        flat.configure(_HELPERS, ITEM_STRUCTS)
         _accelerator_ready.append(True)
+    return flat
+
+
+def _accelerated_decoder(plan: SchemaPlan) -> Decoder:
+    """The compiled accelerator's twin of :func:`_compile_decoder` (see :mod:`.accel`)."""
+    flat = _accelerator()
     numbers = {name: n for n, name in enumerate(plan.var_names)}
     fields = []
     for n, f in enumerate(plan.schema.fields):
@@ -697,6 +703,31 @@ def _accelerated_decoder(plan: SchemaPlan) -> Decoder:
     return decoder
 
 
+def _accelerated_text_encoder(plan: SchemaPlan) -> TextEncoder:
+    """The accelerator's encoder of a document's JSON text: the same bytes as
+    :func:`_compile_encoder`'s function gives for the parsed document, or Fallback."""
+    flat = _accelerator()
+    numbers = {name: n for n, name in enumerate(plan.var_names)}
+    fields = []
+    for f in plan.schema.fields:
+        encoding = KINDS[f.kind]
+        if encoding.fixed:
+            code = flat.FIXED_CODES[encoding.item]
+            where, bit, number = f.position, max(f.bit_position, 0), -1
+        else:
+            code = flat.VARIABLE_CODES[encoding.item]
+            where, bit, number = f.index, 0, numbers[f.name]
+        fields.append((code, where, bit, number, f.name))
+    encoder: TextEncoder = flat.FlatEncoder(
+        plan.schema_id,
+        plan.schema.fix_sized_fields_length,
+        tuple(fields),
+        plan.schema_order,
+        struct.pack(">iiq", 0, _TYPE_COMPACT, plan.schema_id),
+    )
+    return encoder
+
+
 _accelerator_ready: list[bool] = []
 
 
@@ -709,11 +740,17 @@ def compile_plan(plan: SchemaPlan) -> SchemaPlan:
     """Build ``plan``'s compiled decoder and encoder on first use (None if not flat).
 
     The decoder is the accelerator's when it is built and not turned off
-    (:func:`sidecar.codec.accel.enabled`), else the generated Python function.
+    (:func:`sidecar.codec.accel.enabled`), else the generated Python function; the
+    accelerator also gives the plan a ``text_encoder`` (a stored document's text to
+    bytes without parsing it into a dict first).
     """
     if not plan.compiled:
         if plan.flat:
-            plan.decoder = _accelerated_decoder(plan) if accel.enabled() else _compile_decoder(plan)
+            if accel.enabled():
+                plan.decoder = _accelerated_decoder(plan)
+                plan.text_encoder = _accelerated_text_encoder(plan)
+            else:
+                plan.decoder = _compile_decoder(plan)
             plan.encoder = _compile_encoder(plan)
         plan.compiled = True
     return plan

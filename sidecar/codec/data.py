@@ -513,6 +513,9 @@ class DataCodec:
         if fmt == "compact":
             if value.schema_id is None:
                 raise DecodeError("compact value has no schema id")
+            encoded = self._encode_compact_text(value.document, value.schema_id)
+            if encoded is not None:
+                return encoded
             return self._encode_compact(loads(value.document), value.schema_id)
         if fmt == "json":
             return EncodedValue(_frame(TYPE_JSON, _string_payload(value.document)), frozenset())
@@ -591,6 +594,23 @@ class DataCodec:
         return [self.registry.record(i) for i in sorted(schema_ids)]
 
     # -- internals ----------------------------------------------------------------
+
+    def _encode_compact_text(self, document: str, schema_id: int) -> EncodedValue | None:
+        """The accelerator's shortcut (a flat record's document text straight to bytes), or
+        None: then the document is parsed and encoded as below, which decides and explains."""
+        if not self.compiled or schema_id not in self.registry:
+            return None
+        plan = plan_of(self.registry.get(schema_id))
+        if not plan.compiled:
+            compile_plan(plan)
+        encoder = plan.text_encoder
+        if encoder is None:
+            return None
+        _, seq, pending = plan.order_numbers(self.registry.write_order(schema_id))
+        try:
+            return EncodedValue(encoder(document, seq, pending), frozenset((schema_id,)))
+        except Fallback:
+            return None
 
     def _encode_compact(self, document: object, schema_id: int) -> EncodedValue:
         """A Compact document's Data bytes (compiled when flat) and the schema ids used."""

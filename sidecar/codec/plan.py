@@ -71,6 +71,13 @@ class Encoder(Protocol):
     ) -> bytes: ...
 
 
+class TextEncoder(Protocol):
+    """The accelerator's encoder: a stored document's JSON text -> Data bytes, as an
+    :class:`Encoder` gives for the parsed document, or ``Fallback``."""
+
+    def __call__(self, document: str, seq: tuple[int, ...] = ..., pending: bool = ...) -> bytes: ...
+
+
 #: (rank, seq, pending) of a write order: see :meth:`SchemaPlan.order_numbers`.
 OrderNumbers = tuple[tuple[int, ...], tuple[int, ...], bool]
 
@@ -98,6 +105,7 @@ class SchemaPlan:
             section as the compiled codec reads it (boolean bytes included).
         decoder / encoder: the compiled functions, once :mod:`sidecar.codec.compiled`
             built them (``compiled`` is then True; None for a schema that is not flat).
+        text_encoder: the accelerator's encoder of a document's text, when it runs.
     """
 
     __slots__ = (
@@ -125,6 +133,7 @@ class SchemaPlan:
         "slot_format",
         "slot_positions",
         "tables",
+        "text_encoder",
         "type_name",
         "var",
         "var_fields",
@@ -216,6 +225,7 @@ class SchemaPlan:
         self.compiled = False
         self.decoder: Decoder | None = None
         self.encoder: Encoder | None = None
+        self.text_encoder: TextEncoder | None = None
 
     def order_numbers(self, write_order: tuple[str, ...] | None) -> OrderNumbers:
         """(rank, seq, pending): a write order as the compiled functions take it.

@@ -17,6 +17,8 @@ building with a compiler that fails.
 
 from __future__ import annotations
 
+import decimal
+import json
 import os
 import shutil
 import struct
@@ -33,9 +35,11 @@ from hypothesis import strategies as st
 from sidecar.codec import CompactRecord, DataCodec, SchemaRegistry, accel, encode_compact
 from sidecar.codec import compiled as compiled_codecs
 from sidecar.codec.compiled import Fallback
+from sidecar.codec.jsonmap import loads
 from sidecar.codec.plan import SchemaPlan, plan_of
 from sidecar.codec.schemas import build_schema, to_record
-from sidecar.errors import ConfigError, WriteOrderNeeded
+from sidecar.codec.temporal import LocalDate
+from sidecar.errors import ConfigError, DecodeError, WriteOrderNeeded
 from tests.prerequisites import missing
 
 from .strategies import LEAF_KINDS, mutate, records, schemas
@@ -44,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[3]
 FLAT_KINDS = [k for k in LEAF_KINDS if not k.name.startswith("ARRAY_OF_")]
 FRAME = struct.pack(">ii", 0, -55)
 SETTINGS = settings(
-    max_examples=400,
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -257,6 +261,215 @@ def test_valid_dates_take_the_fast_path_and_impossible_ones_step_aside() -> None
     assert accelerated(day(1, 1, 1))[0] == '{"day": "0001-01-01"}'
     with pytest.raises(Fallback):
         accelerated(day(2025, 2, 29))
+
+
+# -- Load: a stored document's text to bytes -------------------------------------------------
+
+
+def _text_outcome(schema: Any, text: str, seq: Any, pending: bool) -> tuple[str, Any]:
+    """What the accelerator's text encoder does with ``text``."""
+    encoder = compiled_codecs._accelerated_text_encoder(plan_of(schema))
+    try:
+        return "ok", encoder(text, seq, pending)
+    except Fallback:
+        return "fallback", None
+    except WriteOrderNeeded as exc:
+        return "order-needed", (exc.schema_id, exc.order)
+
+
+def _reference(schema: Any, text: str, seq: Any, pending: bool) -> tuple[str, Any]:
+    """What the pure-Python path does: parse (strictly), then the generated encoder."""
+    try:
+        document = loads(text)
+    except DecodeError:
+        return "invalid", None
+    if type(document) is not dict:
+        return "fallback", None
+    try:
+        return "ok", compiled_codecs._compile_encoder(plan_of(schema))(document, seq, pending)
+    except Fallback:
+        return "fallback", None
+    except WriteOrderNeeded as exc:
+        return "order-needed", (exc.schema_id, exc.order)
+
+
+def _jsonb_text(document: dict[str, Any]) -> str:
+    """The text PostgreSQL's JSONB gives back: keys by length then bytes."""
+    keys = sorted(document, key=lambda k: (len(k.encode()), k.encode()))
+    pairs = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(document[k], ensure_ascii=False)}"
+             for k in keys]  # fmt: skip
+    return "{" + ", ".join(pairs) + "}"
+
+
+def _check_text(schema: Any, text: str, draw: Any, *, plain: bool) -> None:
+    """The accelerator's answer is the reference's, or Fallback (the reference then runs);
+    on the forms it is for (``plain``: no escape, no "@order") it must not step aside."""
+    for rank_seq_pending in _orders(draw, schema):
+        rank, pending = rank_seq_pending
+        plan = plan_of(schema)
+        seq = plan.schema_order if rank is plan.schema_order else tuple(
+            sorted(range(len(rank)), key=rank.__getitem__))  # fmt: skip
+        fast = _text_outcome(schema, text, seq, pending)
+        reference = _reference(schema, text, seq, pending)
+        if fast[0] == "fallback":
+            assert not (plain and reference[0] == "ok" and _plain_values(text)), (
+                f"stepped aside on a plain document the reference encodes: {text}"
+            )
+            continue
+        assert fast == reference, text
+
+
+def _plain_values(text: str) -> bool:
+    """No escape, no "@order", no float/decimal/date/time form the helpers decide."""
+    return "\\" not in text and "@order" not in text
+
+
+@SETTINGS
+@given(flat_records(), st.data())
+def test_text_encoder_equals_parse_and_encode_on_generated_documents(
+    record: CompactRecord, draw: Any
+) -> None:
+    schema = record.schema
+    codec = _codec_of(schema)
+    data = FRAME + encode_compact(record)[0]
+    text = codec.decode_value(data).stored.document
+    document = json.loads(text)
+    variants = [
+        text,
+        _jsonb_text(document),
+        json.dumps(document, separators=(",", ":"), ensure_ascii=False),
+        " \n" + json.dumps(document, indent=1, ensure_ascii=False) + "\t ",
+        json.dumps(document),  # ASCII escapes: the text encoder steps aside
+    ]
+    for n, variant in enumerate(variants):
+        _check_text(schema, variant, draw, plain=n < 4)
+
+
+#: JSON value forms: numbers at and past each integer width, floats, specials, decimals,
+#: dates and times (valid or not), escapes, control characters, nested values.
+_VALUE_FORMS = [
+     "0", "-0", "1", "-1", "10.0", "1e5", "1E+5", "1e-400", "1e400", "-0.0", "00", "1.", ".5",
+     "01", "-", "1e", "127", "128", "-129", "32767", "2147483648", "9223372036854775807",
+     "9223372036854775808", "-9223372036854775808", "18446744073709551616", "1" * 25,
+     "true", "false", "null", "NaN", "Infinity", '"NaN"', '"-0.0"', '"Infinity"', '"12.50"',
+     '"-0.00"', '"5."', '"1E+3"', '"0.000000000000000001"', '"1234567890123456789"',
+     '"-999999999999999999"', '"2024-02-29"', '"2025-02-29"', '"0000-01-01"', '"9999-12-31"',
+     '"13:45:07"', '"24:00:00"', '"2024-02-29T00:00:00"', '"2024-02-29T00:00:00+01:00"',
+     '"x"', '"\\u00e9"', '"\x01"', '"é"', "[]", "{}", '{"a": 1}', "[1, 2]", '""']  # fmt: skip
+_NUMBER_FORMS = st.sampled_from(_VALUE_FORMS)
+
+
+@SETTINGS
+@given(flat_records(), st.data())
+def test_text_encoder_equals_parse_and_encode_on_mutated_documents(
+    record: CompactRecord, draw: Any
+) -> None:
+    schema = record.schema
+    codec = _codec_of(schema)
+    data = FRAME + encode_compact(record)[0]
+    document = json.loads(codec.decode_value(data).stored.document)
+    pairs = [(k, json.dumps(v, ensure_ascii=False)) for k, v in document.items()]
+    for _ in range(draw.draw(st.integers(1, 3))):
+        how = draw.draw(st.sampled_from(["set", "drop", "repeat", "extra", "order", "shuffle"]))
+        if how == "set" and pairs:
+            at = draw.draw(st.integers(0, len(pairs) - 1))
+            pairs[at] = (pairs[at][0], draw.draw(_NUMBER_FORMS))
+        elif how == "drop" and pairs:
+            pairs.pop(draw.draw(st.integers(0, len(pairs) - 1)))
+        elif how == "repeat" and pairs:
+            pairs.append(pairs[draw.draw(st.integers(0, len(pairs) - 1))])
+        elif how == "extra":
+            pairs.append((draw.draw(st.sampled_from(["extra", "@type", ""])), "1"))
+        elif how == "order":
+            pairs.append(("@order", json.dumps([k for k, _ in pairs][:2])))
+        else:
+            pairs = draw.draw(st.permutations(pairs))
+    separator = draw.draw(st.sampled_from([", ", ",", " , ", ",\n"]))
+    text = "{" + separator.join(f"{json.dumps(k)}: {v}" for k, v in pairs) + "}"
+    text = draw.draw(st.sampled_from([text, text + " x", text[:-1], "[" + text + "]", text]))
+    _check_text(schema, text, draw, plain=False)
+
+
+#: One field of every flat kind, so that each value form meets each kind below.
+_EVERY_FLAT_KIND = build_schema(
+    "EveryKind", [(f"f_{kind.name.lower()}", kind.value) for kind in FLAT_KINDS]
+)
+
+
+@pytest.mark.parametrize("field", [f.name for f in _EVERY_FLAT_KIND.fields])
+def test_text_encoder_equals_parse_and_encode_for_every_kind_and_value_form(field: str) -> None:
+    """Each value form of ``_NUMBER_FORMS`` in each field of a valid document: the accelerator
+    encodes exactly what the reference encodes, and refuses what it refuses."""
+    schema = _EVERY_FLAT_KIND
+    codec = _codec_of(schema)
+    record = CompactRecord("EveryKind", schema, {f.name: None for f in schema.fields})
+    base = json.loads(
+        codec.decode_value(FRAME + encode_compact(_filled(record))[0]).stored.document
+    )
+    plan = plan_of(schema)
+    for form in _VALUE_FORMS:
+        pairs = [(k, form if k == field else json.dumps(v, ensure_ascii=False))
+                 for k, v in base.items()]  # fmt: skip
+        text = "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in pairs) + "}"
+        fast = _text_outcome(schema, text, plan.schema_order, False)
+        reference = _reference(schema, text, plan.schema_order, False)
+        if fast[0] != "fallback":
+            assert fast == reference, (field, form)
+        elif reference[0] == "ok":
+            # It steps aside for an escape only: every other form it reads itself.
+            assert "\\" in form, (field, form)
+
+
+def _filled(record: CompactRecord) -> CompactRecord:
+    """``record`` with a plain value in every field."""
+    values = {
+        FieldKind.BOOLEAN: True, FieldKind.NULLABLE_BOOLEAN: False, FieldKind.STRING: "s",
+        FieldKind.DECIMAL: decimal.Decimal("1.5"), FieldKind.DATE: LocalDate(2020, 1, 2),
+    }  # fmt: skip
+    fields = {}
+    for f in record.schema.fields:
+        kind = FieldKind(f.kind)
+        if kind in values:
+            fields[f.name] = values[kind]
+        elif "FLOAT" in kind.name:
+            fields[f.name] = 1.5
+        elif "INT" in kind.name:
+            fields[f.name] = 7
+        else:
+            fields[f.name] = None  # times and timestamps: null is a plain value too
+    return CompactRecord(record.type_name, record.schema, fields)
+
+
+def test_decode_then_load_round_trips_through_both_accelerated_paths() -> None:
+    """A record decoded by the accelerator and loaded back by its text encoder is its bytes."""
+    schema = build_schema(
+        "Trip",
+        [("name", FieldKind.STRING.value), ("n", FieldKind.INT64.value),
+         ("price", FieldKind.DECIMAL.value), ("day", FieldKind.DATE.value),
+         ("on", FieldKind.BOOLEAN.value), ("x", FieldKind.FLOAT64.value),
+         ("m", FieldKind.NULLABLE_INT32.value)],
+    )  # fmt: skip
+    codec = _codec_of(schema)
+    record = CompactRecord(
+        "Trip", schema,
+        {"name": "é\u2028q", "n": -(2**63), "price": decimal.Decimal("-12.50"),
+         "day": LocalDate(2024, 2, 29), "on": True, "x": 0.1, "m": None},
+    )  # fmt: skip
+    data = FRAME + encode_compact(record)[0]
+    stored = codec.decode_for_store(data).stored
+    assert stored.document == codec.decode_value(data).stored.document
+    plan = compiled_codecs.compile_plan(plan_of(codec.registry.get(schema.schema_id)))
+    assert plan.text_encoder is not None
+    assert plan.text_encoder(stored.document, plan.schema_order, False) == data
+    assert plan.text_encoder(_jsonb_text(json.loads(stored.document)), plan.schema_order,
+                             False) == data  # fmt: skip
+    assert codec.encode_value(stored).data == data
+
+
+def _codec_of(schema: Any) -> DataCodec:
+    registry = SchemaRegistry()
+    registry.add(to_record(schema))
+    return DataCodec(registry)
 
 
 # -- which codec runs -------------------------------------------------------------------

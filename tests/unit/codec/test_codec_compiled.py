@@ -26,6 +26,7 @@ from sidecar.codec.plan import plan_of
 from sidecar.codec.schemas import build_schema, to_record
 from sidecar.errors import DecodeError, UnknownSchemaError
 from sidecar.providers.base import StoredValue
+from tests.prerequisites import missing
 
 from .strategies import LEAF_KINDS, mutate, records, schemas
 
@@ -249,7 +250,7 @@ def test_a_declined_record_is_counted_and_converted_by_the_generic_codec() -> No
     assert fallbacks == ["Measure", "Measure"]
 
 
-@pytest.mark.parametrize("path", ["decoder", "encoder"])
+@pytest.mark.parametrize("path", ["decoder", "encoder", "text_encoder"])
 def test_an_error_of_the_compiled_code_itself_is_not_hidden(
     path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,6 +265,10 @@ def test_an_error_of_the_compiled_code_itself_is_not_hidden(
     def bug(*args: object) -> Any:
         raise IndexError("a bug in generated code")
 
+    if path == "text_encoder" and plan.text_encoder is None:
+        missing("the compiled codec accelerator is not built", "`make install` with gcc")
+    if path == "encoder":  # the accelerator's text encoder would answer first
+        monkeypatch.setattr(plan, "text_encoder", None)
     monkeypatch.setattr(plan, path, bug)
     with pytest.raises(IndexError, match="a bug"):
         if path == "decoder":
