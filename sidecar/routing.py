@@ -52,6 +52,8 @@ class Route:
     key_template: str | None = None
     #: The field names ``key_template`` names, parsed once.
     template_names: tuple[str, ...] = ()
+    #: The event columns' sources, parsed once (see :func:`_sources`).
+    sources: tuple[Sources, Sources, Sources, Sources, Sources] = ((), (), (), (), ())
 
     def java_key_text(self, document: Mapping[str, object]) -> str:
         """The stored text of a Java-serialized key of this map (see :mod:`sidecar.codec.data`).
@@ -100,22 +102,13 @@ class Route:
         of the column's type; anything else leaves the column NULL (the full
         record is in ``event_data`` anyway).
         """
-        value_fields = fields or {}
-        key_fields = key_fields or {}
-        columns = self.columns
-
-        def first(sources: tuple[str, ...], convert: Callable[[Any], T | None]) -> T | None:
-            for source in sources:
-                if source.startswith("key."):
-                    found = convert(key_fields.get(source[4:]))
-                else:
-                    found = convert(value_fields.get(source))
-                if found is not None:
-                    return found
-            return None
-
-        aggregate_id = first(columns.aggregate_id, _text)
-        sequence = first(columns.sequence, _integer)
+        value_fields = fields or _NO_FIELDS
+        key_fields = key_fields or _NO_FIELDS
+        aggregate_sources, sequence_sources, type_sources, time_sources, correlation_sources = (
+            self.sources
+        )
+        aggregate_id = _first(aggregate_sources, value_fields, key_fields, _text)
+        sequence = _first(sequence_sources, value_fields, key_fields, _integer)
         if self.key_pattern is not None and (aggregate_id is None or sequence is None):
             match = self.key_pattern.match(key_text)
             if match is not None:
@@ -127,10 +120,43 @@ class Route:
         return EventColumns(
             aggregate_id=aggregate_id,
             sequence=sequence,
-            event_type=first(columns.event_type, _text),
-            timestamp_millis=first(columns.timestamp_millis, _epoch_millis),
-            correlation_id=first(columns.correlation_id, _text),
+            event_type=_first(type_sources, value_fields, key_fields, _text),
+            timestamp_millis=_first(time_sources, value_fields, key_fields, _epoch_millis),
+            correlation_id=_first(correlation_sources, value_fields, key_fields, _text),
         )
+
+
+#: A column's sources, parsed once: (read from the key's fields, field name) each.
+Sources = tuple[tuple[bool, str], ...]
+_NO_FIELDS: Mapping[str, Any] = {}
+
+
+def _sources(columns: EventColumnsConfig) -> tuple[Sources, Sources, Sources, Sources, Sources]:
+    """The event columns' sources in the order :meth:`Route.event_columns` reads them."""
+
+    def parse(names: tuple[str, ...]) -> Sources:
+        return tuple((True, n[4:]) if n.startswith("key.") else (False, n) for n in names)
+
+    return (
+        parse(columns.aggregate_id),
+        parse(columns.sequence),
+        parse(columns.event_type),
+        parse(columns.timestamp_millis),
+        parse(columns.correlation_id),
+    )
+
+
+def _first(
+    sources: Sources,
+    value_fields: Mapping[str, Any],
+    key_fields: Mapping[str, Any],
+    convert: Callable[[Any], T | None],
+) -> T | None:
+    for from_key, name in sources:
+        found = convert((key_fields if from_key else value_fields).get(name))
+        if found is not None:
+            return found
+    return None
 
 
 def _scalar_text(value: object) -> str:
@@ -246,4 +272,5 @@ class Router:
             key_pattern=pattern,
             key_template=rule.key_template,
             template_names=template_fields(rule.key_template) if rule.key_template else (),
+            sources=_sources(rule.event_columns),
         )

@@ -21,13 +21,17 @@ This module imports nothing of the sidecar: :func:`configure` hands it the helpe
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.conversion cimport PyOS_double_to_string
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.string cimport memcmp, memset
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
-from libc.string cimport memcpy
+from libc.string cimport memcpy, strlen
+
+cdef extern from "Python.h":
+    int Py_DTSF_ADD_DOT_0
 
 # Field codes: where a value lives and how it reads.
 cdef enum:
@@ -243,6 +247,116 @@ cdef inline object _float_json_text(object value):
     return _encode_string(value)
 
 
+# -- the document's text, written as UTF-8 into one growing buffer --------------------------
+
+cdef struct Text:
+    char* data
+    Py_ssize_t length
+    Py_ssize_t capacity
+
+
+cdef int _reserve(Text* t, Py_ssize_t more) except -1:
+    cdef Py_ssize_t wanted = t.length + more
+    cdef char* grown
+    if wanted <= t.capacity:
+        return 0
+    wanted = max(wanted, 2 * t.capacity)
+    grown = <char*>PyMem_Realloc(t.data, wanted)
+    if grown == NULL:
+        raise MemoryError()
+    t.data = grown
+    t.capacity = wanted
+    return 0
+
+
+cdef inline int _add(Text* t, const char* s, Py_ssize_t n) except -1:
+    _reserve(t, n)
+    memcpy(t.data + t.length, s, n)
+    t.length += n
+    return 0
+
+
+cdef inline int _add_bytes(Text* t, bytes s) except -1:
+    return _add(t, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
+
+
+cdef int _add_int(Text* t, int64_t value) except -1:
+    cdef char text[24]
+    cdef int n = snprintf(text, 24, "%lld", <long long>value)
+    return _add(t, text, n)
+
+
+cdef int _add_json_utf8(Text* t, const uint8_t* s, Py_ssize_t n) except -1:
+    """A JSON string of the UTF-8 ``s``, escaped as json's encode_basestring escapes."""
+    cdef Py_ssize_t i
+    cdef uint8_t c
+    cdef char* out
+    _reserve(t, 6 * n + 2)  # at worst every byte a \u00XX
+    out = t.data + t.length
+    out[0] = 34
+    out += 1
+    for i in range(n):
+        c = s[i]
+        if c >= 32 and c != 34 and c != 92:
+            out[0] = <char>c
+            out += 1
+            continue
+        out[0] = 92
+        if c == 34 or c == 92:
+            out[1] = <char>c
+        elif c == 8:
+            out[1] = 98  # b
+        elif c == 12:
+            out[1] = 102  # f
+        elif c == 10:
+            out[1] = 110  # n
+        elif c == 13:
+            out[1] = 114  # r
+        elif c == 9:
+            out[1] = 116  # t
+        else:
+            out[1] = 117  # u00XX, lowercase hexadecimal as json writes it
+            out[2] = 48
+            out[3] = 48
+            out[4] = b"0123456789abcdef"[c >> 4]
+            out[5] = b"0123456789abcdef"[c & 15]
+            out += 6
+            continue
+        out += 2
+    out[0] = 34
+    out += 1
+    t.length = out - t.data
+    return 0
+
+
+cdef int _add_json_str(Text* t, str value) except -1:
+    cdef Py_ssize_t n
+    cdef const char* s = PyUnicode_AsUTF8AndSize(value, &n)
+    return _add_json_utf8(t, <const uint8_t*>s, n)
+
+
+cdef int _add_float_json(Text* t, object value) except -1:
+    """A float field's JSON value: a number as repr writes it, or a special's string."""
+    cdef char* text
+    if type(value) is float:
+        text = PyOS_double_to_string(<double>value, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
+        try:
+            _add(t, text, strlen(text))
+        finally:
+            PyMem_Free(text)
+        return 0
+    return _add_json_str(t, value)
+
+
+cdef int _add_double(Text* t, double value) except -1:
+    cdef char* text = PyOS_double_to_string(value, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
+    try:
+        _add(t, text, strlen(text))
+    finally:
+        PyMem_Free(text)
+    return 0
+
+
 cdef class FlatDecoder:
     """A flat schema's decoder: ``(buf, rank, pending) -> (document, plain fields)``.
 
@@ -267,6 +381,7 @@ cdef class FlatDecoder:
     cdef tuple var_json   # each variable-size field's name as JSON text
     cdef tuple var_names
     cdef readonly tuple schema_order
+    cdef Py_ssize_t text_hint  # the names' share of a document's length
 
     def __cinit__(self):
         self.codes = NULL
@@ -314,9 +429,11 @@ cdef class FlatDecoder:
             self.number[i] = number
             self.plain[i] = plain
             names.append(name)
-            prefixes.append(prefix)
+            prefixes.append(prefix.encode("utf-8"))
         self.names = tuple(names)
         self.prefixes = tuple(prefixes)
+        self.var_json = tuple(name.encode("utf-8") for name in var_json)
+        self.text_hint = sum(len(prefix) for prefix in prefixes) + 64
         for i in range(self.nbools):
             self.bool_at[i], self.bool_mask[i] = bool_masks[i]
 
@@ -351,19 +468,14 @@ cdef class FlatDecoder:
         cdef Py_ssize_t end = PyBytes_GET_SIZE(buf)
         cdef int var_count = self.var_count
         cdef int fix_len = self.fix_len
-        cdef Py_ssize_t ds, dl = 0, table = 0, a, e
-        cdef int64_t o, null = -1
+        cdef Py_ssize_t ds, dl = 0, table = 0
+        cdef int64_t null = -1
         cdef int width = 0
-        cdef int i, j, code, nspans = 0
+        cdef int i, nspans = 0
         cdef int64_t* offsets = scratch
         cdef int64_t* span_off = scratch + var_count if var_count else NULL
         cdef int64_t* span_end = scratch + 2 * var_count if var_count else NULL
         cdef int64_t* span_num = scratch + 3 * var_count if var_count else NULL
-        cdef int64_t t_off, t_end, t_num
-        cdef int32_t n32
-        cdef int64_t iv
-        cdef double d
-        cdef uint8_t b
         if var_count:
             if end < HEADER + 4:
                 raise Fallback
@@ -394,52 +506,87 @@ cdef class FlatDecoder:
         for i in range(self.nbools):
             if p[ds + self.bool_at[i]] & (0xFF & ~self.bool_mask[i]):
                 raise Fallback
-        cdef list pieces = []
+        cdef Text out
+        out.data = NULL
+        out.length = 0
+        out.capacity = 0
+        _reserve(&out, self.text_hint + 2 * end)
+        try:
+            plain = self._fields(buf, p, ds, dl, table, null, offsets, span_off, span_end,
+                                 span_num, &nspans, &out)
+            if not var_count:
+                if self.nfields:
+                    _add(&out, "}", 1)
+                else:
+                    _add(&out, "{}", 2)
+                return PyUnicode_DecodeUTF8(out.data, out.length, NULL), plain
+            self._tail(rank, pending, dl, span_off, span_end, span_num, nspans, &out)
+            return PyUnicode_DecodeUTF8(out.data, out.length, NULL), plain
+        finally:
+            PyMem_Free(out.data)
+
+    cdef dict _fields(self, bytes buf, const uint8_t* p, Py_ssize_t ds, Py_ssize_t dl,
+                      Py_ssize_t table, int64_t null, int64_t* offsets, int64_t* span_off,
+                      int64_t* span_end, int64_t* span_num, int* count, Text* out):
+        """Each field's JSON into ``out``, the plain fields returned, the spans recorded."""
+        cdef int fix_len = self.fix_len
+        cdef int i, j, code, nspans = 0
+        cdef Py_ssize_t a, e
+        cdef int64_t o, t_off, t_end, t_num
+        cdef int32_t n32
+        cdef int64_t iv
+        cdef double d
+        cdef uint8_t b
         cdef dict plain = {}
-        cdef object value, text
+        cdef object value
         for i in range(self.nfields):
             code = self.codes[i]
-            pieces.append(self.prefixes[i])
+            _add_bytes(out, <bytes>self.prefixes[i])
             if code < V_BOOL:
                 a = ds + self.where[i]
                 if code == F_FLOAT64:
                     d = _f64(p + a)
-                    pieces.append(_float_json_text(d if _plain_double(d) else _f64_json(d)))
+                    if _plain_double(d):
+                        _add_double(out, d)
+                    else:
+                        _add_float_json(out, _f64_json(d))
                     continue
                 if code == F_FLOAT32:
-                    pieces.append(_float_json_text(_f32_json(<double>_f32(p + a))))
+                    _add_float_json(out, _f32_json(<double>_f32(p + a)))
                     continue
                 if code == F_BOOLEAN:
-                    value = (p[a] >> self.bit[i]) & 1 == 1
-                    pieces.append("true" if value else "false")
-                elif code == F_INT64:
-                    iv = _i64(p + a)
+                    if (p[a] >> self.bit[i]) & 1:
+                        _add(out, "true", 4)
+                        value = True
+                    else:
+                        _add(out, "false", 5)
+                        value = False
+                else:
+                    if code == F_INT64:
+                        iv = _i64(p + a)
+                    elif code == F_INT32:
+                        iv = _i32(p + a)
+                    elif code == F_INT16:
+                        iv = _i16(p + a)
+                    else:  # F_INT8
+                        iv = <int8_t>p[a]
+                    _add_int(out, iv)
+                    if not self.plain[i]:
+                        continue
                     value = iv
-                    pieces.append(_int_text(iv))
-                elif code == F_INT32:
-                    iv = _i32(p + a)
-                    value = iv
-                    pieces.append(_int_text(iv))
-                elif code == F_INT16:
-                    iv = _i16(p + a)
-                    value = iv
-                    pieces.append(_int_text(iv))
-                else:  # F_INT8
-                    iv = <int8_t>p[a]
-                    value = iv
-                    pieces.append(_int_text(iv))
                 if self.plain[i]:
                     plain[self.names[i]] = value
                 continue
             o = offsets[self.where[i]]
             if o == null:
-                pieces.append("null")
+                _add(out, "null", 4)
                 if self.plain[i]:
                     plain[self.names[i]] = None
                 continue
             if not fix_len <= o < dl:
                 raise Fallback
             a = ds + o
+            value = None
             if code == V_STRING:
                 if a + 4 > table:
                     raise Fallback
@@ -453,7 +600,7 @@ cdef class FlatDecoder:
                     value = PyUnicode_DecodeUTF8(<char*>(p + a + 4), n32, NULL)
                 except UnicodeDecodeError:
                     raise Fallback from None
-                text = _encode_string(value)
+                _add_json_utf8(out, p + a + 4, n32)
             elif code == V_DECIMAL:
                 if a + 4 > table:
                     raise Fallback
@@ -461,67 +608,63 @@ cdef class FlatDecoder:
                 e = a + 8 + n32
                 if n32 <= 0 or e > table:
                     raise Fallback
-                value = _decimal_text(p + a + 4, n32, _i32(p + e - 4), buf, a + 4)
-                text = _encode_string(value)
+                _add_json_str(out, _decimal_text(p + a + 4, n32, _i32(p + e - 4), buf, a + 4))
             elif code == V_BOOL:
                 b = p[a]
                 if b > 1:
                     raise Fallback
                 e = a + 1
                 value = b == 1
-                text = "true" if value else "false"
-            elif code == V_INT64:
-                e = a + 8
+                if b:
+                    _add(out, "true", 4)
+                else:
+                    _add(out, "false", 5)
+            elif code == V_INT64 or code == V_INT32 or code == V_INT16 or code == V_INT8:
+                if code == V_INT64:
+                    e = a + 8
+                elif code == V_INT32:
+                    e = a + 4
+                elif code == V_INT16:
+                    e = a + 2
+                else:
+                    e = a + 1
                 if e > table:
                     raise Fallback
-                iv = _i64(p + a)
+                if code == V_INT64:
+                    iv = _i64(p + a)
+                elif code == V_INT32:
+                    iv = _i32(p + a)
+                elif code == V_INT16:
+                    iv = _i16(p + a)
+                else:
+                    iv = <int8_t>p[a]
+                _add_int(out, iv)
                 value = iv
-                text = _int_text(iv)
-            elif code == V_INT32:
-                e = a + 4
-                if e > table:
-                    raise Fallback
-                iv = _i32(p + a)
-                value = iv
-                text = _int_text(iv)
-            elif code == V_INT16:
-                e = a + 2
-                if e > table:
-                    raise Fallback
-                iv = _i16(p + a)
-                value = iv
-                text = _int_text(iv)
-            elif code == V_INT8:
-                e = a + 1
-                iv = <int8_t>p[a]
-                value = iv
-                text = _int_text(iv)
             elif code == V_FLOAT64:
                 e = a + 8
                 if e > table:
                     raise Fallback
                 d = _f64(p + a)
-                value = d if _plain_double(d) else _f64_json(d)
-                text = _float_json_text(value)
+                if _plain_double(d):
+                    _add_double(out, d)
+                else:
+                    _add_float_json(out, _f64_json(d))
             elif code == V_FLOAT32:
                 e = a + 4
                 if e > table:
                     raise Fallback
-                value = _f32_json(<double>_f32(p + a))
-                text = _float_json_text(value)
+                _add_float_json(out, _f32_json(<double>_f32(p + a)))
             elif code == V_DATE:
                 e = a + 6
                 if e > table:
                     raise Fallback
-                value = _date_text(_i32(p + a), <int8_t>p[a + 4], <int8_t>p[a + 5])
-                text = _encode_string(value)
+                _add_json_str(out, _date_text(_i32(p + a), <int8_t>p[a + 4], <int8_t>p[a + 5]))
             elif code == V_TIME:
                 e = a + 7
                 if e > table:
                     raise Fallback
-                value = _time_json(<int8_t>p[a], <int8_t>p[a + 1], <int8_t>p[a + 2],
-                                   _i32(p + a + 3))
-                text = _encode_string(value)
+                _add_json_str(out, _time_json(<int8_t>p[a], <int8_t>p[a + 1], <int8_t>p[a + 2],
+                                              _i32(p + a + 3)))
             elif code == V_TIMESTAMP:
                 e = a + 13
                 if e > table:
@@ -529,7 +672,7 @@ cdef class FlatDecoder:
                 value = _timestamp_json(_i32(p + a), <int8_t>p[a + 4], <int8_t>p[a + 5],
                                         <int8_t>p[a + 6], <int8_t>p[a + 7], <int8_t>p[a + 8],
                                         _i32(p + a + 9))
-                text = _encode_string(value)
+                _add_json_str(out, value)
             elif code == V_TIMESTAMP_TZ:
                 e = a + 17
                 if e > table:
@@ -538,10 +681,9 @@ cdef class FlatDecoder:
                                            <int8_t>p[a + 6], <int8_t>p[a + 7],
                                            <int8_t>p[a + 8], _i32(p + a + 9),
                                            _i32(p + a + 13))
-                text = _encode_string(value)
+                _add_json_str(out, value)
             else:
                 raise AssertionError(f"unknown field code {code}")
-            pieces.append(text)
             if self.plain[i]:
                 plain[self.names[i]] = value
             # The span, kept sorted by (offset, end, number) as it is inserted.
@@ -558,13 +700,17 @@ cdef class FlatDecoder:
             span_end[j] = t_end
             span_num[j] = t_num
             nspans += 1
-        if not var_count:
-            pieces.append("}" if self.nfields else "{}")
-            return "".join(pieces), plain
-        # The spans tile the variable-size data exactly; in the write order or not.
-        cdef int64_t expected = fix_len
+        count[0] = nspans
+        return plain
+
+    cdef int _tail(self, tuple rank, bint pending, Py_ssize_t dl, int64_t* span_off,
+                   int64_t* span_end, int64_t* span_num, int nspans, Text* out) except -1:
+        """Check that the spans tile the variable-size data exactly; close the document,
+        with "@order" when the data is not in the write order."""
+        cdef int64_t expected = self.fix_len
         cdef bint in_order = True
         cdef Py_ssize_t last = -1, place
+        cdef int j
         for j in range(nspans):
             if span_off[j] != expected:
                 raise Fallback
@@ -576,19 +722,19 @@ cdef class FlatDecoder:
         if expected != dl:
             raise Fallback
         if pending and nspans > 1:
-            if nspans == var_count:
+            if nspans == self.var_count:
                 _order_needed(self.schema_id,
                               [(span_off[j], span_end[j], span_num[j]) for j in range(nspans)],
                               self.var_names)
             in_order = False
         if in_order:
-            pieces.append("}")
-        else:
-            pieces.append(', "@order": [')
-            pieces.append(", ".join([self.var_json[span_num[j]] for j in range(nspans)]))
-            pieces.append("]}")
-        return "".join(pieces), plain
-
+            return _add(out, "}", 1)
+        _add(out, ', "@order": [', 13)
+        for j in range(nspans):
+            if j:
+                _add(out, ", ", 2)
+            _add_bytes(out, <bytes>self.var_json[span_num[j]])
+        return _add(out, "]}", 2)
 
 
 # -- Load: a stored document's text straight to Data bytes ----------------------------------

@@ -248,6 +248,22 @@ def test_accelerator_writes_dates_as_the_python_decoder_does(
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["".join(map(chr, range(128))), 'q"uo\\te', "é\u2028\u2029\U0001f600\x7f", "", "\x00"],
+)
+def test_strings_escape_as_json_does(text: str) -> None:
+    """Every ASCII character (controls in \\u00XX, lowercase), quotes, backslashes, and
+    non-ASCII left as they are: the accelerator's document is json's, byte for byte."""
+    schema = build_schema("Texts", [("s", FieldKind.STRING.value), ("t", FieldKind.STRING.value)])
+    data = FRAME + encode_compact(CompactRecord("Texts", schema, {"s": text, "t": text}))[0]
+    python, accelerated = _decoders(schema)
+    order = plan_of(schema).schema_order
+    assert _outcome(accelerated, data, order, False) == _outcome(python, data, order, False)
+    document, plain = accelerated(data, order, False)
+    assert json.loads(document) == {"s": text, "t": text} == plain
+
+
 def test_valid_dates_take_the_fast_path_and_impossible_ones_step_aside() -> None:
     schema = build_schema("Day", [("day", FieldKind.DATE.value)])
     _, accelerated = _decoders(schema)
