@@ -115,8 +115,8 @@ def test_sqlite_settings_are_validated() -> None:
 def test_providers_are_found_by_name_and_unknown_names_are_explained() -> None:
     assert provider_class("memory") is MemoryProvider
     assert isinstance(create_provider("sqlite", {"path": "x.db"}), SQLiteProvider)
-    with pytest.raises(ProviderLoadError, match=r"unknown provider 'mysql'.*entry point"):
-        provider_class("mysql")
+    with pytest.raises(ProviderLoadError, match=r"unknown provider 'oracle'.*entry point"):
+        provider_class("oracle")
 
 
 async def test_sqlite_v3_migration_keeps_rows_and_accepts_rows_without_format(

@@ -147,7 +147,8 @@ def test_decode_for_store_gives_the_same_answer_with_either_decoder(
             answers.append(("error", type(exc), str(exc)))
         finally:
             plan.compiled = False
-    assert answers[0] == answers[1]
+    # repr: a NaN field (the generic path's record) equals itself only as text.
+    assert repr(answers[0]) == repr(answers[1])
 
 
 # -- values the random records rarely reach ------------------------------------------------
