@@ -29,12 +29,15 @@ install: $(VENV)/.installed $(GEN)
 
 # The editable install is made twice: once to get the code generator, once more
 # after generation so that the generated `hzsidecar` package is importable too.
-$(VENV)/.installed: pyproject.toml
+# The second install also builds the optional compiled codec (setup.py, Cython) where a C
+# compiler and the Python headers exist; the last line says which codec the sidecar runs.
+$(VENV)/.installed: pyproject.toml setup.py sidecar/codec/_flat.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(MAKE) --no-print-directory proto-gen
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c 'from sidecar.codec import accel; print("hz-sidecar", accel.status())'
 	touch $@
 
 # Generated protobuf/gRPC code (with mypy stubs): produced by the build, never edited.

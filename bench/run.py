@@ -6,8 +6,10 @@ on and off) and one Hazelcast member with the shim and the Java baselines
 map without write-coalescing, write-through and the sidecar's CPU per call, each
 against the in-JVM JDBC MapStore or the bare gRPC call), the peer case of issue 17
 (Hazelcast's GenericMapStore and ours, each on the same all-5.6.0 member started for
-it), and last the cluster case of ``bench/cluster.py`` (1 and 3 members, CPU time per
-entry), and prints one table, with the ratios taken between figures of this same run.
+it), the cluster case of ``bench/cluster.py`` (1 and 3 members, CPU time per
+entry), and last the MariaDB case of issue 18 (storeAll through the mysql provider
+against MariaDB's own multi-row INSERT, on a private MariaDB server), and prints one
+table, with the ratios taken between figures of this same run.
 The table goes to ``bench/results/latest.md``, which ends with one ``target ...`` line
 per target.
 
@@ -509,6 +511,97 @@ def store_all(
                 f"{figure / ceiling_best:.2f}x best ceiling",
             )
     return result
+
+
+def mariadb_case(work: Path, data: Data, report: Report) -> None:
+    """(11) storeAll into MariaDB (the mysql provider) against MariaDB's own multi-row INSERT.
+
+    A private MariaDB server; the ceiling is asyncmy's multi-row ``INSERT ... ON DUPLICATE
+    KEY UPDATE`` of the rows the provider writes (documents and key hashes made before the
+    clock starts), 1000 rows a statement in autocommit; then a sidecar on the same server
+    takes the same records as Store calls of 1000 over gRPC, one call in flight.
+    """
+    import asyncmy
+
+    from sidecar.providers.mysql import key_hash
+    from tests.mariadbserver import private_mariadb
+
+    keys = [records.key(i) for i in range(data.count)]
+    hashes = [key_hash(k) for k in keys]
+    statements = {
+        "view": (
+            "INSERT INTO domain_views (view_name, view_key, key_hash, key_format, value_format,"
+            " type_name, schema_id, view_data, last_updated_millis)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE view_data = VALUES(view_data),"
+            " last_updated_millis = VALUES(last_updated_millis), updated_at = UTC_TIMESTAMP(6)"
+        ),
+        "event": (
+            "INSERT INTO domain_events (map_name, map_key, key_hash, key_format, value_format,"
+            " type_name, schema_id, event_data, timestamp_millis)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE map_name = map_name"
+        ),
+    }
+    with private_mariadb("hz-bench-mariadb-") as server:
+        server.create_database("hz_bench")
+        settings = server.settings("hz_bench", **{"pool-max-size": 8})
+        sidecar = SidecarProcess(
+            _dir(work / "mariadb"),
+            {**sidecar_config(f"unix://{work}/mariadb.sock", "", batching=True),
+             "provider": {"name": "mysql", "settings": settings}},
+        )  # fmt: skip
+        sidecar.start()  # migrates the empty database
+        try:
+            # Every value a placeholder: asyncmy then sends one multi-row statement per
+            # executemany (literals in VALUES would make it one statement per row).
+            async def insert(statement: str, map_name: str, key_format: str) -> float:
+                conn = await asyncmy.connect(
+                    host="127.0.0.1", port=server.port, user="root", database="hz_bench",
+                    charset="utf8mb4", autocommit=True, binary_prefix=True,
+                )  # fmt: skip
+                now = int(time.time() * 1000)
+                try:
+                    async with conn.cursor() as cur:
+                        started = time.perf_counter()
+                        for start in range(0, data.count, 1000):
+                            stop = min(start + 1000, data.count)
+                            await cur.executemany(statement, [
+                                (map_name, keys[i], hashes[i], key_format, "compact",
+                                 "BenchEvent", 1, data.documents[i], now)
+                                for i in range(start, stop)
+                            ])  # fmt: skip
+                        return time.perf_counter() - started
+                finally:
+                    conn.close()
+
+            for kind, suffix in (("view", "VIEW"), ("event", "ES")):
+                # The sidecar's key format of a String key: '' in a view map, 'string' in
+                # an event map (as in case 1).
+                key_format = "" if kind == "view" else "string"
+                ceiling_s = asyncio.run(
+                    insert(statements[kind], f"mdb_ceiling_{suffix}", key_format)
+                )
+                report.row(
+                    f"(11) ceiling: multi-row INSERT into MariaDB {kind}s, 1000/statement",
+                    rate(data.count, ceiling_s),
+                )
+                started = time.perf_counter()
+                for request in data.requests(f"mdb1000_{suffix}", 1000):
+                    sidecar.stub.Store(request, timeout=120)
+                ours_s = time.perf_counter() - started
+                report.row(
+                    f"(11) sidecar Store over gRPC into MariaDB, {kind} map, batch 1000",
+                    rate(data.count, ours_s),
+                    f"{ceiling_s / ours_s:.2f}x multi-row INSERT",
+                )
+                report.charts.append(Comparison(
+                    "(11) storeAll into MariaDB, batch 1000, vs its multi-row INSERT",
+                    data.count / ours_s, data.count / ceiling_s, "multi-row INSERT",
+                    "entries/s", variant=f"{kind} map",
+                ))  # fmt: skip
+        finally:
+            sidecar.stop()
 
 
 def cold_start(
@@ -1228,6 +1321,9 @@ def main() -> int:
             clients.clear()  # the cluster case has the machine to itself
             for row in cluster_bench(server, work, N):
                 report.row(*row)
+
+        print("(11) storeAll into MariaDB", flush=True)
+        mariadb_case(work, data, report)
     finally:
         for client in clients:
             with contextlib.suppress(Exception):

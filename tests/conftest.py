@@ -4,7 +4,8 @@ missing prerequisite (jar, JDK, openssl, PostgreSQL) is treated (``tests/prerequ
 Markers (select with ``-m``; ``make test-fast`` runs ``not e2e and not postgres``):
 
 * ``e2e``: starts a real Hazelcast member with the shim (JDK and the built jars);
-* ``postgres``: needs a real PostgreSQL server (started by the fixtures).
+* ``postgres``: needs a real PostgreSQL server (started by the fixtures);
+* ``mariadb``: needs a real MariaDB server (started by the fixtures).
 
 They are applied here, from where a test lives and what it uses, so that no test
 file has to remember them.
@@ -21,6 +22,7 @@ import pytest
 pytest.register_assert_rewrite("sidecar.conformance")
 
 from tests import prerequisites  # noqa: E402
+from tests.mariadbserver import mariadb_database, mariadb_server  # noqa: E402
 from tests.pgserver import (  # noqa: E402
     fresh_database,
     fresh_schema,
@@ -28,7 +30,14 @@ from tests.pgserver import (  # noqa: E402
     postgres_server,
 )
 
-__all__ = ["fresh_database", "fresh_schema", "postgres_control", "postgres_server"]
+__all__ = [
+    "fresh_database",
+    "fresh_schema",
+    "mariadb_database",
+    "mariadb_server",
+    "postgres_control",
+    "postgres_server",
+]
 
 TESTS = Path(__file__).resolve().parent
 
@@ -42,6 +51,8 @@ DIRECTORY_MARKERS: dict[str, tuple[str, ...]] = {
 #: fixture that starts the server only for one of its parameters marks that parameter:
 #: :data:`tests.pgserver.SQLITE_AND_POSTGRES`.)
 POSTGRES_FIXTURES = frozenset({"postgres_server"})
+#: Likewise, a test that uses one of these is marked ``mariadb``.
+MARIADB_FIXTURES = frozenset({"mariadb_server"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,8 +75,11 @@ def markers_of(item: pytest.Item) -> set[str]:
     if TESTS in path.parents:
         top = path.relative_to(TESTS).parts[0]
         names.update(DIRECTORY_MARKERS.get(top, ()))
-    if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if POSTGRES_FIXTURES & fixtures:
         names.add("postgres")
+    if MARIADB_FIXTURES & fixtures:
+        names.add("mariadb")
     return names
 
 

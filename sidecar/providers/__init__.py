@@ -5,7 +5,10 @@ imports psycopg. Third-party providers register their class in the
 ``hz_sidecar.providers`` entry point group of their distribution::
 
     [project.entry-points."hz_sidecar.providers"]
-    mysql = "hz_sidecar_mysql:MySQLProvider"
+    cassandra = "hz_sidecar_cassandra:CassandraProvider"
+
+The MySQL / MariaDB provider is registered the same way, by this distribution itself
+(``mysql``, with the extra ``hz-sidecar[mysql]`` that installs its driver).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from sidecar.providers.base import (
 )
 
 ENTRY_POINT_GROUP = "hz_sidecar.providers"
+#: The providers of this distribution whose driver comes with an extra.
+_EXTRAS = {"mysql": "mysql"}
 
 _BUILT_IN = {
     "memory": "sidecar.providers.memory:MemoryProvider",
@@ -54,7 +59,11 @@ def _import(target: str, name: str) -> type[Provider]:
         module = importlib.import_module(module_name)
         cls = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
-        raise ProviderLoadError(f"provider '{name}' ({target}) cannot be imported: {exc}") from exc
+        hint = _EXTRAS.get(name)
+        extra = f"; install its driver: pip install 'hz-sidecar[{hint}]'" if hint else ""
+        raise ProviderLoadError(
+            f"provider '{name}' ({target}) cannot be imported: {exc}{extra}"
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ProviderLoadError(f"provider '{name}' ({target}) is not a sidecar Provider subclass")
     return cls

@@ -99,6 +99,11 @@ MAY_BE_IMPORTED_ONLY_BY: tuple[Rule, ...] = (
         "a deployment on SQLite never loads psycopg",
     ),
     Rule(
+        "asyncmy.*",
+        ("sidecar.providers.mysql.*",),
+        "the MySQL driver is an extra: only its provider loads it",
+    ),
+    Rule(
         "sidecar.deadletter",
         ("sidecar.service",),
         "dead letters reach lower layers as values passed in",
@@ -257,14 +262,15 @@ def test_the_sidecar_imports_point_down_only() -> None:
     assert not found, "layering violations (DESIGN.md, Layering):\n" + "\n".join(found)
 
 
-def test_sqlite_and_the_server_never_load_psycopg() -> None:
+def test_sqlite_and_the_server_never_load_psycopg_or_asyncmy() -> None:
     """Not only no import: nothing they import loads it either."""
     program = textwrap.dedent(
         """
         import sys
         import sidecar.providers.sqlite
         import sidecar.server
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("psycopg", "psycopg_pool"))
+        drivers = ("psycopg", "psycopg_pool", "asyncmy")
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in drivers)
         print(",".join(loaded))
         """
     )
@@ -277,7 +283,7 @@ def test_sqlite_and_the_server_never_load_psycopg() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "", f"psycopg loaded by SQLite and the server: {done.stdout}"
+    assert done.stdout.strip() == "", f"drivers loaded by SQLite and the server: {done.stdout}"
 
 
 # -- the checker itself, on a small package planted in a temporary directory -------------
@@ -292,6 +298,7 @@ CLEAN = {
     "providers/sqlite.py": "from sidecar.errors import Error\nfrom .base import Provider\n",
     "providers/postgres/__init__.py": "import psycopg\nfrom . import migrations\n",
     "providers/postgres/migrations.py": "from psycopg import sql\n",
+    "providers/mysql.py": "import asyncmy\nfrom asyncmy.pool import Pool\n",
     "codec/__init__.py": "from sidecar.codec.data import DataCodec\n",
     "codec/data.py": "from sidecar.providers.base import SchemaRecord\n",
     "writer.py": "from sidecar.providers import Provider\nfrom sidecar.retry import Policy\n",
@@ -344,6 +351,14 @@ def test_the_checker_passes_a_package_that_follows_the_rules(tmp_path: Path) -> 
             "sidecar.providers.sqlite imports psycopg (import psycopg): psycopg.* may be "
             "imported only by sidecar.providers.postgres.*",
             id="psycopg-outside-postgres",
+        ),
+        pytest.param(
+            "providers/postgres/__init__.py",
+            "import asyncmy\n",
+            1,
+            "sidecar.providers.postgres imports asyncmy (import asyncmy): asyncmy.* may be "
+            "imported only by sidecar.providers.mysql.*",
+            id="asyncmy-outside-mysql",
         ),
         pytest.param(
             "providers/postgres/__init__.py",
