@@ -6,6 +6,9 @@ socket directory, trust authentication for local connections. It is always
 stopped at the end. Under root the server runs as the ``postgres`` OS user
 (PostgreSQL refuses to run as root).
 
+For the failover tests, :func:`replicated_pair` starts a primary and a streaming
+standby made from its base backup (``pg_basebackup -R``), synchronous or not.
+
 Without PostgreSQL binaries the tests are skipped, except under ``make test``
 and CI, where a missing server is a failure (``tests/prerequisites.py``).
 """
@@ -16,10 +19,12 @@ import contextlib
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +77,9 @@ class PostgresServer:
     port: int
     run_as: str | None  # OS user to run the server as (root cannot)
     running: bool = field(default=False)
+    #: Server settings given on its command line at start (``-c name=value``), which
+    #: override its configuration files.
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -126,6 +134,8 @@ class PostgresServer:
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
             " -c max_connections=200"
         )
+        for name, value in self.settings.items():
+            options += f" -c {name}={shlex.quote(value)}"
         self._run(
             str(self.bin_dir / "pg_ctl"),
             "start",
@@ -153,7 +163,103 @@ class PostgresServer:
         return self.dsn(name)
 
 
-def _server_user() -> str | None:
+@dataclass
+class ReplicatedPair:
+    """A primary and a hot standby streaming from it, each a :class:`PostgresServer`.
+
+    Synchronous (``synchronous_standby_names = '*'`` on the primary, with the default
+    ``synchronous_commit = on``): a commit is acknowledged once the standby has flushed
+    it (https://www.postgresql.org/docs/current/warm-standby.html#SYNCHRONOUS-REPLICATION).
+    Asynchronous: once the primary has.
+    """
+
+    primary: PostgresServer
+    standby: PostgresServer
+    synchronous: bool
+
+    def dsn(self, dbname: str = DATABASE) -> str:
+        """Both servers, primary first; libpq keeps the first one that accepts writes."""
+        return (
+            f"host=127.0.0.1,127.0.0.1 port={self.primary.port},{self.standby.port}"
+            f" user={SUPERUSER} dbname={dbname} target_session_attrs=read-write"
+        )
+
+    def wait_streaming(self, timeout: float = 30) -> None:
+        """Wait until the primary streams to the standby (as a synchronous one if so set)."""
+        wanted = "sync" if self.synchronous else "async"
+        states: list[tuple[object, ...]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with psycopg.connect(self.primary.admin_dsn, autocommit=True) as conn:
+                states = [
+                    tuple(row)
+                    for row in conn.execute("SELECT state, sync_state FROM pg_stat_replication")
+                ]
+            if states == [("streaming", wanted)]:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the standby is not streaming as {wanted!r}: {states}")
+
+    def disconnect_standby(self, timeout: float = 30) -> None:
+        """Stop the standby's WAL receiver (``primary_conninfo`` emptied and reloaded), as a
+        network partition would: the standby keeps what it has and falls behind from now on.
+        A synchronous primary then holds every commit until the standby is back."""
+        with psycopg.connect(self.standby.admin_dsn, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET primary_conninfo = ''")
+            conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + timeout
+            while conn.execute("SELECT count(*) FROM pg_stat_wal_receiver").fetchone() != (0,):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the standby's WAL receiver did not stop")
+                time.sleep(0.1)
+            # Replay what was received: the standby's data is then final until promotion.
+            replayed = "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()"
+            while conn.execute(replayed).fetchone() != (True,):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the standby did not replay the WAL it received")
+                time.sleep(0.1)
+
+    def stop_primary_immediate(self) -> None:
+        """``pg_ctl stop -m immediate``: the primary dies as in a crash, without a checkpoint
+        and without waiting for the standby."""
+        self.primary.stop("immediate")
+
+    def promote_standby(self, timeout: float = 60) -> None:
+        """``pg_ctl promote`` the standby and wait until it accepts writes."""
+        self.standby._run(
+            str(self.standby.bin_dir / "pg_ctl"),
+            "promote",
+            "-w",
+            "-t",
+            f"{int(timeout)}",
+            "-D",
+            str(self.standby.data_dir),
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(
+                    self.standby.admin_dsn, autocommit=True, target_session_attrs="read-write"
+                ):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def restart_old_primary_aside(self) -> PostgresServer:
+        """Start the stopped primary's data directory again on a new port, out of the DSN's
+        reach (no client finds it), after crash recovery: what it had committed."""
+        assert not self.primary.running, "the primary is still running"
+        self.primary.port = _free_port()
+        # Its command line overrides the synchronous standby it no longer has.
+        self.primary.settings["synchronous_standby_names"] = ""
+        self.primary.start()
+        return self.primary
+
+
+def server_user() -> str | None:
+    """The OS user the servers run as: ``postgres`` under root (which PostgreSQL refuses)."""
     if os.geteuid() != 0:
         return None
     try:
@@ -166,6 +272,98 @@ def _server_user() -> str | None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A running PostgreSQL server with an empty database ``hz_sidecar_test``."""
+    bin_dir = require_postgres_binaries()
+    # Not under pytest's tmp_path: its parents are private to the current user,
+    # and the server may run as another one.
+    with private_server(bin_dir, server_user(), "hz-sidecar-pg-") as server:
+        server.create_database(DATABASE)
+        yield server
+
+
+@contextlib.contextmanager
+def private_server(
+    bin_dir: Path,
+    run_as: str | None,
+    prefix: str,
+    *,
+    initdb: bool = True,
+) -> Iterator[PostgresServer]:
+    """A server initialised and started in a new temporary directory (``prefix``), on a
+    free port, run as the OS user ``run_as`` (None: the current one); stopped and
+    removed afterwards. ``initdb=False``:
+    neither initialised nor started (the caller fills ``data_dir``, with a base backup
+    for example, and starts it)."""
+    base_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    (base_dir / "socket").mkdir()
+    if run_as is not None:
+        user = pwd.getpwnam(run_as)
+        for path in (base_dir, base_dir / "socket"):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    server = PostgresServer(
+        bin_dir=bin_dir,
+        base_dir=base_dir,
+        port=_free_port(),
+        run_as=run_as,
+    )
+    try:
+        if initdb:
+            server.initdb()
+            server.start()
+        yield server
+    finally:
+        if server.running:
+            with contextlib.suppress(Exception):
+                server.stop("fast")
+        shutil.rmtree(base_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replicated_pair(
+    bin_dir: Path, run_as: str | None, *, synchronous: bool, database: str = DATABASE
+) -> Iterator[ReplicatedPair]:
+    """A primary with database ``database`` and a standby streaming from it, each in its
+    own temporary directory on a free port; both stopped and removed afterwards.
+
+    The standby is the primary's base backup (``pg_basebackup -R``: ``standby.signal``
+    and ``primary_conninfo``). ``synchronous_standby_names`` is set on the primary
+    after the backup, so the standby does not inherit it: promoted, it waits for no
+    standby of its own.
+    """
+    with contextlib.ExitStack() as stack:
+        primary = stack.enter_context(private_server(bin_dir, run_as, "hz-sidecar-pg-primary-"))
+        primary.create_database(database)
+        standby = stack.enter_context(
+            private_server(bin_dir, run_as, "hz-sidecar-pg-standby-", initdb=False)
+        )
+        standby._run(
+            str(bin_dir / "pg_basebackup"),
+            "-D",
+            str(standby.data_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            SUPERUSER,
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+        )
+        standby.start()
+        if synchronous:
+            with psycopg.connect(primary.admin_dsn, autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                conn.execute("SELECT pg_reload_conf()")
+        pair = ReplicatedPair(primary, standby, synchronous)
+        pair.wait_streaming()
+        yield pair
+
+
+def require_postgres_binaries() -> Path:
+    """The directory of the PostgreSQL server binaries; else skip, or fail when strict."""
     bin_dir = _find_bin_dir()
     if bin_dir is None:
         missing(
@@ -173,34 +371,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             "or on PATH",
             "install them (Debian: apt-get install postgresql; .ci/run does)",
         )
-    # Not under pytest's tmp_path: its parents are private to the current user,
-    # and the server may run as another one.
-    with private_server(bin_dir, _server_user(), "hz-sidecar-pg-") as server:
-        server.create_database(DATABASE)
-        yield server
-
-
-@contextlib.contextmanager
-def private_server(bin_dir: Path, run_as: str | None, prefix: str) -> Iterator[PostgresServer]:
-    """A server initialised and started in a new temporary directory (``prefix``), on a
-    free port, run as the OS user ``run_as`` (None: the current one); stopped and
-    removed afterwards."""
-    base_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    (base_dir / "socket").mkdir()
-    if run_as is not None:
-        user = pwd.getpwnam(run_as)
-        for path in (base_dir, base_dir / "socket"):
-            os.chown(path, user.pw_uid, user.pw_gid)
-    server = PostgresServer(bin_dir=bin_dir, base_dir=base_dir, port=_free_port(), run_as=run_as)
-    try:
-        server.initdb()
-        server.start()
-        yield server
-    finally:
-        if server.running:
-            with contextlib.suppress(Exception):
-                server.stop("fast")
-        shutil.rmtree(base_dir, ignore_errors=True)
+    return bin_dir
 
 
 @pytest.fixture

@@ -303,7 +303,15 @@ class DataCodec:
         kind: StoreKind | None = None,
     ) -> DecodedKey:
         """As :meth:`decode_key`, with the key's fields when it is a record."""
-        decoded = self._decode_key_fields(bytes(data), key_text)
+        data = bytes(data)
+        if kind is StoreKind.VIEW and data[:8] == _STRING_HEADER and len(data) >= 12:
+            # The view key of the reference framework, a String: its canonical form at once.
+            if _LENGTH.unpack_from(data, 8)[0] == len(data) - 12:
+                try:
+                    return DecodedKey(StoredKey(data[12:].decode("utf-8"), ""))
+                except UnicodeDecodeError:
+                    pass  # the generic path explains
+        decoded = self._decode_key_fields(data, key_text)
         if kind is None:
             return decoded
         return DecodedKey(self.canonical_key(kind, decoded.stored), decoded.fields)

@@ -304,6 +304,10 @@ TRANSIENT_SQLSTATES: Final[frozenset[str]] = frozenset(
         "57P02",  # crash_shutdown: another backend crashed, the server restarts
         "57P03",  # cannot_connect_now: the server is starting up or shutting down
         "53300",  # too_many_connections
+        # read_only_sql_transaction: the server stopped accepting writes (a primary
+        # demoted, or fenced read-only, after a failover); the pool is drained so that
+        # the next attempt connects again, to whichever host accepts writes.
+        "25006",
     }
 )
 #: SQLSTATE class 08: connection exceptions.
@@ -314,7 +318,8 @@ def transient_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a psycopg failure that a later attempt may not meet.
 
     Only failures that a second attempt can fix: a lost connection, a server that
-    is shutting down or starting up, too many connections, and the two conflicts
+    is shutting down or starting up, too many connections, a server that became
+    read-only (a new connection finds the new primary), and the two conflicts
     PostgreSQL tells the client to retry (serialization failure, deadlock;
     https://www.postgresql.org/docs/current/mvcc-serialization-failure-handling.html).
     Everything else (a constraint violation, bad JSON, a statement timeout) fails at
@@ -471,6 +476,8 @@ class PostgresProvider(Provider):
         self._returned_at: weakref.WeakKeyDictionary[Connection, float] = (
             weakref.WeakKeyDictionary()
         )
+        #: ``host:port`` of the server the latest new connection reached (see _note_server).
+        self._server: str | None = None
         schema = self.config.schema
         self._tables = {
             kind: _Table(
@@ -573,9 +580,25 @@ class PostgresProvider(Provider):
             await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
     async def _configure_connection(self, conn: Connection) -> None:
+        self._note_server(conn)
         timeout = self.config.statement_timeout_ms
         if timeout is not None:
             await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout}",))
+
+    def _note_server(self, conn: Connection) -> None:
+        """Log the server a new connection reached when it is not the previous one's.
+
+        With several hosts in the DSN and ``target_session_attrs=read-write``, libpq
+        connects to the first host that accepts writes
+        (https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-TARGET-SESSION-ATTRS):
+        after a failover, the promoted standby. No round trip: libpq knows where it is.
+        """
+        server = f"{conn.info.host}:{conn.info.port}"
+        previous, self._server = self._server, server
+        if previous is None:
+            logger.info("postgres connected to the primary at %s", server)
+        elif previous != server:
+            logger.warning("PostgreSQL primary changed from %s to %s", previous, server)
 
     # -- Calls -------------------------------------------------------------------
 
@@ -616,7 +639,13 @@ class PostgresProvider(Provider):
             wait = remaining(deadline)
             # A pool timeout of 0 would mean "no wait" only after the queue; give it a moment.
             async with pool.connection(timeout=max(wait or 0.0, 0.05)) as conn:
-                return await work(conn)
+                try:
+                    return await work(conn)
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    # Every pooled connection is to a server that no longer takes
+                    # writes: replace them all (this one when it is given back).
+                    await pool.drain()
+                    raise
 
         try:
             return await (self.retry(operation, attempt) if retried else attempt())
@@ -721,7 +750,9 @@ class PostgresProvider(Provider):
         async def work(conn: Connection) -> None:
             # One statement in autocommit: atomic, one commit, one round trip
             # (an explicit BEGIN ... COMMIT would cost two more).
-            await conn.execute(query, params)
+            cur = await conn.execute(query, params)
+            if cur.rowcount < len(entries):
+                await _replicated(conn)  # events already there: see _replicated
 
         await self._run(f"store of {len(entries)} {kind} entries", map_name, work)
 
@@ -755,7 +786,9 @@ class PostgresProvider(Provider):
 
         async def work(conn: Connection) -> None:
             # One statement in autocommit, as the array form.
-            await conn.execute(self._single_row_query(conn, _STORE_ONE, kind), params)
+            cur = await conn.execute(self._single_row_query(conn, _STORE_ONE, kind), params)
+            if cur.rowcount < 1:
+                await _replicated(conn)
 
         await self._run(f"store of 1 {kind} entries", map_name, work)
 
@@ -805,6 +838,8 @@ class PostgresProvider(Provider):
 
             async def work_one(conn: Connection) -> int:
                 cur = await conn.execute(self._single_row_query(conn, _DELETE_ONE, kind), one)
+                if cur.rowcount < 1:
+                    await _replicated(conn)
                 return cur.rowcount
 
             return await self._run("delete of 1 keys", map_name, work_one)
@@ -818,6 +853,8 @@ class PostgresProvider(Provider):
 
         async def work(conn: Connection) -> int:
             cur = await conn.execute(query, params)  # one statement: its own transaction
+            if cur.rowcount < len(unique):
+                await _replicated(conn)
             return cur.rowcount
 
         return await self._run(f"delete of {len(keys)} keys", map_name, work)
@@ -1287,6 +1324,26 @@ def _int8(value: int | None) -> int | None:
     if value is None or not _INT8_MIN <= value <= _INT8_MAX:
         return value
     return Int8(value)
+
+
+async def _replicated(conn: Connection) -> None:
+    """Wait until what this server committed so far is as durable as a commit of ours.
+
+    A write that changed fewer rows than it was given (events already stored, keys
+    already deleted) may have written no WAL, and a commit that wrote none waits for no
+    synchronous standby. The rows may come from an earlier attempt whose wait for the
+    standby was cancelled (its deadline passed): PostgreSQL keeps such a commit on the
+    primary alone ("The transaction has already committed locally, but might not have
+    been replicated to the standby"), and acknowledging now could lose it in a failover.
+    A transactional logical message is one WAL record in a transaction of its own: its
+    commit waits, as any commit that wrote WAL does with ``synchronous_commit`` on, until
+    the standby has everything up to it, the earlier commit included
+    (https://www.postgresql.org/docs/current/warm-standby.html#SYNCHRONOUS-REPLICATION).
+    (Only taking a transaction id, ``txid_current()``, writes no WAL and does not wait.)
+    Logical decoding consumers see it as an empty message with the prefix ``hz-sidecar``.
+    Without synchronous replication it costs one round trip, and only on such writes.
+    """
+    await conn.execute("SELECT pg_logical_emit_message(true, 'hz-sidecar', '')")
 
 
 def _int8s(values: Sequence[int | None]) -> list[int | None]:
