@@ -38,6 +38,7 @@ $(VENV)/.installed: pyproject.toml setup.py sidecar/codec/_flat.pyx
 	$(MAKE) --no-print-directory proto-gen
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -c 'from sidecar.codec import accel; print("hz-sidecar", accel.status())'
+	$(PY) -c 'from sidecar.providers import postgres; print("hz-sidecar", postgres.arrays_status())'
 	touch $@
 
 # Generated protobuf/gRPC code (with mypy stubs): produced by the build, never edited.

@@ -1,7 +1,7 @@
-"""Build hook for the one thing pyproject.toml cannot say: the optional compiled codec.
+"""Build hook for the one thing pyproject.toml cannot say: the optional compiled extensions.
 
-``sidecar/codec/_flat.pyx`` (Cython) is built into ``sidecar.codec._flat`` where a C
-compiler and the Python headers exist. Where they do not, the install goes on and
+``sidecar/codec/_flat.pyx`` and ``sidecar/providers/_pgarrays.pyx`` (Cython) are built
+where a C compiler and the Python headers exist. Where they do not, the install goes on and
 says that it fell back: the pure-Python codec is complete without it (see
 ``sidecar/codec/accel.py``). ``HZ_SIDECAR_CODEC__ACCELERATOR=required`` at build time
 makes a failed build an error instead (the container image and CI set it; at run time
@@ -17,7 +17,12 @@ from typing import Any
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCE = "sidecar/codec/_flat.pyx"
+#: The optional extensions: the codec's (flat Compact records) and the PostgreSQL
+#: provider's (arrays in their binary form).
+SOURCES = {
+    "sidecar.codec._flat": "sidecar/codec/_flat.pyx",
+    "sidecar.providers._pgarrays": "sidecar/providers/_pgarrays.pyx",
+}
 
 
 def _required() -> bool:
@@ -56,11 +61,11 @@ def _extensions() -> list[Any]:
     except ImportError:
         _fell_back("Cython is not installed")
         return []
-    extension = Extension("sidecar.codec._flat", [SOURCE])
+    extensions = [Extension(name, [source]) for name, source in SOURCES.items()]
     try:
-        return list(cythonize([extension], quiet=True))
-    except Exception as exc:  # a Cython that cannot translate the source
-        _fell_back(f"Cython could not translate {SOURCE}: {exc}")
+        return list(cythonize(extensions, quiet=True))
+    except Exception as exc:  # a Cython that cannot translate the sources
+        _fell_back(f"Cython could not translate {', '.join(SOURCES.values())}: {exc}")
         return []
 
 

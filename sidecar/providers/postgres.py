@@ -42,7 +42,9 @@ from typing import Any, Final, TypeVar
 import psycopg
 import psycopg_pool
 from psycopg import sql
+from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import Format
 from psycopg.rows import TupleRow
 from psycopg.types.numeric import Int8
 
@@ -67,6 +69,20 @@ from sidecar.providers.base import (
     UnreadableRow,
     raised_by,
 )
+
+try:  # the compiled helper, built with the package where a C compiler exists (setup.py)
+    from sidecar.providers import _pgarrays  # type: ignore[attr-defined, unused-ignore]
+except ImportError as exc:
+    _pgarrays = None
+    _PGARRAYS_MISSING = str(exc)
+
+
+def arrays_status() -> str:
+    """One line for ``make install``: how a batch's array parameters are written."""
+    if _pgarrays is not None:
+        return "postgres arrays: compiled helper (sidecar.providers._pgarrays)"
+    return f"postgres arrays: psycopg's list dumper (the helper is not built: {_PGARRAYS_MISSING})"
+
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +125,9 @@ class PostgresSettings:
         prepared_statements: let psycopg prepare the statements it runs often (its
             ``prepare_threshold``); off for a pooler that cannot keep them, such as
             PgBouncer before 1.21 in transaction mode.
+        compiled_arrays: write the array parameters of a batch with the compiled helper
+            (:mod:`sidecar.providers._pgarrays`) when it is built, rather than with
+            psycopg's list dumper; the same rows either way.
     """
 
     dsn: str = ""
@@ -121,6 +140,7 @@ class PostgresSettings:
     schema: str = "public"
     retry_seconds: float = 10.0
     prepared_statements: bool = True
+    compiled_arrays: bool = True
 
     def connection_kwargs(self) -> dict[str, Any]:
         """What every connection of the provider is opened with (pool, migrations, check)."""
@@ -149,6 +169,7 @@ class PostgresSettings:
             "schema",
             "retry-seconds",
             "prepared-statements",
+            "compiled-arrays",
         }
         unknown = sorted(set(settings) - known - _SELECTORS)
         if unknown:
@@ -190,6 +211,7 @@ class PostgresSettings:
             prepared_statements=_bool(
                 settings, "prepared-statements", defaults.prepared_statements
             ),
+            compiled_arrays=_bool(settings, "compiled-arrays", defaults.compiled_arrays),
         )
         if parsed.pool_min_size > parsed.pool_max_size:
             raise ConfigError(
@@ -581,6 +603,8 @@ class PostgresProvider(Provider):
 
     async def _configure_connection(self, conn: Connection) -> None:
         self._note_server(conn)
+        for wrapper, dumper in _ARRAY_DUMPERS:
+            conn.adapters.register_dumper(wrapper, dumper)
         timeout = self.config.statement_timeout_ms
         if timeout is not None:
             await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout}",))
@@ -599,6 +623,32 @@ class PostgresProvider(Provider):
             logger.info("postgres connected to the primary at %s", server)
         elif previous != server:
             logger.warning("PostgreSQL primary changed from %s to %s", previous, server)
+
+    # -- Array parameters --------------------------------------------------------
+
+    def _texts(self, values: Sequence[str | None]) -> Any:
+        """A ``%b::text[]`` parameter: preformatted by the compiled helper when it can."""
+        if _pgarrays is not None and self.config.compiled_arrays:
+            data = _pgarrays.text_array(list(values))
+            if data is not None:
+                return _TextArray(data)
+        return values
+
+    def _byteas(self, values: Sequence[bytes | None]) -> Any:
+        """A ``%b::bytea[]`` parameter (see :meth:`_texts`)."""
+        if _pgarrays is not None and self.config.compiled_arrays:
+            data = _pgarrays.bytea_array(list(values))
+            if data is not None:
+                return _ByteaArray(data)
+        return values
+
+    def _int8s(self, values: Sequence[int | None]) -> Any:
+        """A ``%b::int8[]`` parameter (see :meth:`_texts`)."""
+        if _pgarrays is not None and self.config.compiled_arrays:
+            data = _pgarrays.int8_array(list(values))
+            if data is not None:
+                return _Int8Array(data)
+        return _int8s(values)
 
     # -- Calls -------------------------------------------------------------------
 
@@ -693,13 +743,15 @@ class PostgresProvider(Provider):
             # last one must win, and ON CONFLICT DO UPDATE refuses a row twice.
             entries = list({(e.key.text, e.key.format): e for e in entries}.values())
         stored_keys = [_pg_key(e.key) for e in entries]
-        keys = [text for text, _ in stored_keys]
-        key_formats = [fmt for _, fmt in stored_keys]
-        key_data = [e.key.data for e in entries]
-        value_formats = [e.value.format for e in entries]
+        texts, int8s = self._texts, self._int8s
+        keys = texts([text for text, _ in stored_keys])
+        key_formats = texts([fmt for _, fmt in stored_keys])
+        key_data = self._byteas([e.key.data for e in entries])
+        value_formats = texts([e.value.format for e in entries])
         type_names = [e.value.type_name for e in entries]
         schema_ids = [e.value.schema_id for e in entries]
-        documents, exact = _pg_documents(entries)
+        document_texts, exact_texts = _pg_documents(entries)
+        documents, exact = texts(document_texts), texts(exact_texts)
         if kind is StoreKind.EVENT:
             events = [e.event or _NO_EVENT for e in entries]
             query = sql.SQL(
@@ -716,15 +768,15 @@ class PostgresProvider(Provider):
                 key_formats,
                 key_data,
                 value_formats,
-                _texts(type_names),
-                _int8s(schema_ids),
+                texts(type_names),
+                int8s(schema_ids),
                 documents,
                 exact,
-                _texts([_readable(ev.aggregate_id) for ev in events]),
-                _int8s([ev.sequence for ev in events]),
-                _texts([_readable(ev.event_type) for ev in events]),
-                _int8s([ev.timestamp_millis for ev in events]),
-                _texts([_readable(ev.correlation_id) for ev in events]),
+                texts([_readable(ev.aggregate_id) for ev in events]),
+                int8s([ev.sequence for ev in events]),
+                texts([_readable(ev.event_type) for ev in events]),
+                int8s([ev.timestamp_millis for ev in events]),
+                texts([_readable(ev.correlation_id) for ev in events]),
             )
         else:
             query = sql.SQL(
@@ -741,8 +793,8 @@ class PostgresProvider(Provider):
                 key_formats,
                 key_data,
                 value_formats,
-                _texts(type_names),
-                _int8s(schema_ids),
+                texts(type_names),
+                int8s(schema_ids),
                 documents,
                 exact,
             )
@@ -819,7 +871,7 @@ class PostgresProvider(Provider):
             key=table.key_column, data=table.data_column, table=table.name, map=table.map_column
         )
         pairs = [_pg_key(key) for key in keys]
-        params = ([t for t, _ in pairs], [f for _, f in pairs], map_name)
+        params = (self._texts([t for t, _ in pairs]), self._texts([f for _, f in pairs]), map_name)
 
         async def work(conn: Connection) -> list[tuple[Any, ...]]:
             cur = await conn.execute(query, params)
@@ -1344,6 +1396,50 @@ async def _replicated(conn: Connection) -> None:
     Without synchronous replication it costs one round trip, and only on such writes.
     """
     await conn.execute("SELECT pg_logical_emit_message(true, 'hz-sidecar', '')")
+
+
+class _Preformatted:
+    """An array parameter already in PostgreSQL's binary form (:mod:`._pgarrays`)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _TextArray(_Preformatted):
+    __slots__ = ()
+
+
+class _ByteaArray(_Preformatted):
+    __slots__ = ()
+
+
+class _Int8Array(_Preformatted):
+    __slots__ = ()
+
+
+class _PreformattedDumper(Dumper):
+    """Sends a :class:`_Preformatted` array as it is, in the binary format."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> bytes:
+        data: bytes = obj.data
+        return data
+
+
+def _dumper(array_oid: int) -> type[Dumper]:
+    return type(f"_Array{array_oid}Dumper", (_PreformattedDumper,), {"oid": array_oid})
+
+
+_TYPES = psycopg.postgres.types
+#: Each preformatted array's type and its dumper (registered on every pooled connection).
+_ARRAY_DUMPERS: tuple[tuple[type[_Preformatted], type[Dumper]], ...] = (
+    (_TextArray, _dumper(_TYPES["text"].array_oid)),
+    (_ByteaArray, _dumper(_TYPES["bytea"].array_oid)),
+    (_Int8Array, _dumper(_TYPES["int8"].array_oid)),
+)
 
 
 def _int8s(values: Sequence[int | None]) -> list[int | None]:
