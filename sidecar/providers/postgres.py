@@ -71,7 +71,7 @@ from sidecar.providers.base import (
 )
 
 try:  # the compiled helper, built with the package where a C compiler exists (setup.py)
-    from sidecar.providers import _pgarrays  # type: ignore[attr-defined, unused-ignore]
+    import sidecar.providers._pgarrays as _pgarrays  # type: ignore[import-not-found, unused-ignore]
 except ImportError as exc:
     _pgarrays = None
     _PGARRAYS_MISSING = str(exc)

@@ -60,7 +60,14 @@ MAY_IMPORT_ONLY: tuple[Rule, ...] = (
     ),
     Rule(
         "sidecar.providers.*",
-        ("sidecar.providers.base", "sidecar.errors", "sidecar.deadline", OWN_PACKAGE),
+        (
+            "sidecar.providers.base",
+            "sidecar.errors",
+            "sidecar.deadline",
+            OWN_PACKAGE,
+            # A compiled helper (Cython, built by setup.py): it imports nothing of the sidecar.
+            "sidecar.providers._pgarrays",
+        ),
         "a provider imports nothing of the sidecar but its interface, errors and the deadline",
     ),
     Rule(
@@ -102,6 +109,11 @@ MAY_BE_IMPORTED_ONLY_BY: tuple[Rule, ...] = (
         "asyncmy.*",
         ("sidecar.providers.mysql.*",),
         "the MySQL driver is an extra: only its provider loads it",
+    ),
+    Rule(
+        "sidecar.providers._pgarrays",
+        ("sidecar.providers.postgres.*",),
+        "PostgreSQL's binary array form is the PostgreSQL provider's helper",
     ),
     Rule(
         "sidecar.deadletter",
