@@ -606,22 +606,26 @@ def mariadb_case(work: Path, data: Data, report: Report) -> None:
 
 def cold_start(
     work: Path, maps: dict[str, Any], jdbc_url: str, map_name: str,
-    clients: list[hazelcast.HazelcastClient],
-) -> tuple[int, float]:  # fmt: skip
-    """(6) A fresh member with ``map_name`` EAGER: (entries, seconds until its first size())."""
+    clients: list[hazelcast.HazelcastClient], pids: dict[str, int], postmaster: int,
+) -> tuple[int, float, str]:  # fmt: skip
+    """(6) A fresh member with ``map_name`` EAGER: (entries, seconds until its first size(),
+    CPU per entry of the member, the processes of ``pids`` and PostgreSQL meanwhile)."""
     member = BenchMember(work, maps, jdbc_url)
     member.start()
     try:
+        assert member.proc is not None
         client = member.client()
         clients.append(client)
+        cpu = CpuMeter({**pids, "member": member.proc.pid}, postmaster)
         started = time.perf_counter()
         size = client.get_map(map_name).blocking().size()
         elapsed = time.perf_counter() - started
+        spent = cpu.per(max(size, 1), "entry")
         client.shutdown()
         clients.remove(client)
     finally:
         member.stop()
-    return size, elapsed
+    return size, elapsed, spent
 
 
 def generic_block() -> dict[str, Any]:
@@ -1260,11 +1264,16 @@ def main() -> int:
             eager = {
                 "ing_VIEW": {"map-store": store_block(on.address, write_delay=1, initial="EAGER")}
             }
-            size, cold = cold_start(work, eager, jdbc_url, "ing_VIEW", clients)
+            cold_pids = {"sidecar": on.proc.pid}
+            size, cold, cold_cpu = cold_start(
+                work, eager, jdbc_url, "ing_VIEW", clients, cold_pids, postmaster
+            )
             jdbc_eager = {
                 "jdbc_VIEW": {"map-store": jdbc_block(jdbc_url, write_delay=1, initial="EAGER")}
             }
-            jdbc_size, jdbc_cold = cold_start(work, jdbc_eager, jdbc_url, "jdbc_VIEW", clients)
+            jdbc_size, jdbc_cold, jdbc_cold_cpu = cold_start(
+                work, jdbc_eager, jdbc_url, "jdbc_VIEW", clients, {}, postmaster
+            )
             with psycopg.connect(dsn) as conn:
                 started = time.perf_counter()
                 with conn.cursor(name="cold") as cur:
@@ -1278,12 +1287,12 @@ def main() -> int:
             report.row(
                 f"(6) cold start EAGER load of {size:,} view entries (member+shim+sidecar)",
                 f"{cold:,.1f} s ({size / cold:,.0f} entries/s)",
-                f"{cold / raw:.2f}x raw SELECT of {raw_rows:,} rows ({raw:.2f} s)",
+                f"{cold / raw:.2f}x raw SELECT of {raw_rows:,} rows ({raw:.2f} s); {cold_cpu}",
             )
             report.row(
                 f"(6) cold start EAGER load of {jdbc_size:,} view entries (in-JVM JDBC loader)",
                 f"{jdbc_cold:,.1f} s ({jdbc_size / jdbc_cold:,.0f} entries/s)",
-                f"ours / JDBC loader: {cold / jdbc_cold:.2f}x",
+                f"ours / JDBC loader: {cold / jdbc_cold:.2f}x; {jdbc_cold_cpu}",
             )
             targets["cold-start-vs-jdbc-loader"] = (cold / jdbc_cold, "<=1.00", cold <= jdbc_cold)
             for baseline, name in (

@@ -563,20 +563,28 @@ class MapStoreService(pb_grpc.MapStoreServicer):
     ) -> None:
         """Fill the answer's entries: each found row's value as the member's bytes."""
         schema_ids: set[int] = set()
+        encode_value = self._codec.encode_value
+        add = response.entries.add
         for count, stored in enumerate(found, 1):
             if count % ENCODE_SLICE == 0:
                 await asyncio.sleep(0)  # let the other calls in
-            asked = requested.get((stored.key.text, stored.key.format))
+            key = stored.key
+            asked = requested.get((key.text, key.format))
             if asked is None:
                 # Providers answer by text and format: a row of another key type
                 # (String "1" for Integer 1) is never one asked for.
                 continue
-            key_bytes = asked[1]
-            encoded = await self._encode_stored(request.map_name, stored, rec)
+            try:
+                encoded: EncodedValue | None = encode_value(stored.value)
+            except SidecarError:
+                # A schema or a write order to settle first, or a row that cannot be read:
+                # the slow path settles, retries, or reports it.
+                encoded = await self._encode_stored(request.map_name, stored, rec)
             if encoded is None:
                 continue
-            schema_ids |= encoded.schema_ids
-            response.entries.add(key=key_bytes, value=encoded.data)
+            if encoded.schema_ids:
+                schema_ids |= encoded.schema_ids
+            add(key=asked[1], value=encoded.data)
         log.debug(
             "Load map=%s keys=%d found=%d", request.map_name, len(requested), len(response.entries)
         )
@@ -598,6 +606,8 @@ class MapStoreService(pb_grpc.MapStoreServicer):
         """
         # On the Calls stream the answer travels inside a Reply: room for its id and tag.
         limit = self._limits.max_response_bytes - REPLY_OVERHEAD_BYTES
+        if response.ByteSize() <= limit:  # the common case, measured by protobuf itself
+            return
         size = sum(self._field_size(schema.ByteSize()) for schema in response.schemas)
         entry_sizes = [
             self._field_size(self._field_size(len(e.key)) + self._field_size(len(e.value)))
