@@ -74,7 +74,6 @@ cdef enum:
 
 # The helpers, from sidecar.codec.compiled (configure()).
 cdef object Fallback = None
-cdef object _encode_string = None
 cdef object _f64_json = None
 cdef object _f32_json = None
 cdef object _decimal_json = None
@@ -98,12 +97,11 @@ cdef bint _configured = False
 def configure(helpers, structs):
     """Take the helpers of the generated code (a mapping by their names there) and the
     structs of the items (``sidecar.codec.kinds.ITEM_STRUCTS``)."""
-    global Fallback, _encode_string, _f64_json, _f32_json, _decimal_json, _date_json
+    global Fallback, _f64_json, _f32_json, _decimal_json, _date_json
     global _time_json, _timestamp_json, _timestamp_tz_json, _order_needed, _configured
     global _WriteOrderNeeded, _float_value, _decimal_parts, _decimal_bytes, _date_value
     global _time_value, _timestamp_value, _timestamp_tz_value, _structs
     Fallback = helpers["Fallback"]
-    _encode_string = helpers["E"]
     _f64_json = helpers["_f64_json"]
     _f32_json = helpers["_f32_json"]
     _decimal_json = helpers["_decimal_json"]
@@ -152,12 +150,6 @@ cdef inline float _f32(const uint8_t* p) noexcept nogil:
     cdef float f
     memcpy(&f, &v, 4)
     return f
-
-
-cdef inline str _int_text(int64_t value):
-    cdef char text[24]
-    cdef int n = snprintf(text, 24, "%lld", <long long>value)
-    return text[:n].decode("ascii")
 
 
 cdef inline bint _plain_double(double value) noexcept nogil:
@@ -238,13 +230,6 @@ cdef object _decimal_text(const uint8_t* p, Py_ssize_t n, int32_t scale, object 
         text[length] = digits[total - 1 - k] if total - 1 - k < count else <char>48
         length += 1
     return text[:length].decode("ascii")
-
-
-cdef inline object _float_json_text(object value):
-    """The JSON text of a float field's JSON value (a float, or a special's string)."""
-    if type(value) is float:
-        return repr(value)
-    return _encode_string(value)
 
 
 # -- the document's text, written as UTF-8 into one growing buffer --------------------------
