@@ -29,12 +29,11 @@ def _required() -> bool:
     return os.environ.get("HZ_SIDECAR_CODEC__ACCELERATOR", "").strip().lower() == "required"
 
 
-def _fell_back(reason: object) -> None:
+def _fell_back(reason: object, what: str) -> None:
     if _required():
         raise SystemExit(f"hz-sidecar: HZ_SIDECAR_CODEC__ACCELERATOR=required, but {reason}")
     print(
-        f"hz-sidecar: the compiled codec accelerator was not built ({reason}); "
-        "the pure-Python codec will be used",
+        f"hz-sidecar: {what} not built ({reason}); the pure-Python code will be used",
         file=sys.stderr,
     )
 
@@ -46,26 +45,29 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler at all (distutils raises several kinds)
-            _fell_back(f"{type(exc).__name__}: {exc}")
+            _fell_back(f"{type(exc).__name__}: {exc}", "the compiled helpers were")
 
     def build_extension(self, ext: Any) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:  # compiler or headers missing, compilation failed
-            _fell_back(f"{type(exc).__name__}: {exc}")
+            _fell_back(f"{type(exc).__name__}: {exc}", f"{ext.name} was")
 
 
 def _extensions() -> list[Any]:
     try:
         from Cython.Build import cythonize
     except ImportError:
-        _fell_back("Cython is not installed")
+        _fell_back("Cython is not installed", "the compiled helpers were")
         return []
     extensions = [Extension(name, [source]) for name, source in SOURCES.items()]
     try:
         return list(cythonize(extensions, quiet=True))
     except Exception as exc:  # a Cython that cannot translate the sources
-        _fell_back(f"Cython could not translate {', '.join(SOURCES.values())}: {exc}")
+        _fell_back(
+            f"Cython could not translate {', '.join(SOURCES.values())}: {exc}",
+            "the compiled helpers were",
+        )
         return []
 
 
