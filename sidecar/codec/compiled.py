@@ -675,22 +675,32 @@ def _accelerator() -> Any:
     return flat
 
 
+def _field_layout(plan: SchemaPlan, flat: Any) -> list[tuple[int, int, int, int]]:
+    """Each field's (code, where, bit, number) as the accelerator reads it, schema order:
+    a fixed-size field's byte position and bit, a variable-size one's offset-table index
+    and its number among the variable-size fields (-1 for a fixed-size one)."""
+    numbers = {name: n for n, name in enumerate(plan.var_names)}
+    layout = []
+    for f in plan.schema.fields:
+        encoding = KINDS[f.kind]
+        if encoding.fixed:
+            code = flat.FIXED_CODES[encoding.item]
+            layout.append((code, f.position, max(f.bit_position, 0), -1))
+        else:
+            code = flat.VARIABLE_CODES[encoding.item]
+            layout.append((code, f.index, 0, numbers[f.name]))
+    return layout
+
+
 def _accelerated_decoder(plan: SchemaPlan) -> Decoder:
     """The compiled accelerator's twin of :func:`_compile_decoder` (see :mod:`.accel`)."""
     flat = _accelerator()
-    numbers = {name: n for n, name in enumerate(plan.var_names)}
     fields = []
-    for n, f in enumerate(plan.schema.fields):
-        encoding = KINDS[f.kind]
+    layout = _field_layout(plan, flat)
+    for n, (f, place) in enumerate(zip(plan.schema.fields, layout, strict=True)):
         prefix = ("{" if n == 0 else ", ") + _json_string(f.name) + ": "
-        if encoding.fixed:
-            code = flat.FIXED_CODES[encoding.item]
-            where, bit, number = f.position, max(f.bit_position, 0), -1
-        else:
-            code = flat.VARIABLE_CODES[encoding.item]
-            where, bit, number = f.index, 0, numbers[f.name]
         plain = f.kind in PLAIN_KINDS or f.kind in _TIMESTAMP_KINDS
-        fields.append((code, where, bit, number, plain, f.name, prefix))
+        fields.append((*place, plain, f.name, prefix))
     decoder: Decoder = flat.FlatDecoder(
         plan.schema_id,
         plan.schema.fix_sized_fields_length,
@@ -707,21 +717,12 @@ def _accelerated_text_encoder(plan: SchemaPlan) -> TextEncoder:
     """The accelerator's encoder of a document's JSON text: the same bytes as
     :func:`_compile_encoder`'s function gives for the parsed document, or Fallback."""
     flat = _accelerator()
-    numbers = {name: n for n, name in enumerate(plan.var_names)}
-    fields = []
-    for f in plan.schema.fields:
-        encoding = KINDS[f.kind]
-        if encoding.fixed:
-            code = flat.FIXED_CODES[encoding.item]
-            where, bit, number = f.position, max(f.bit_position, 0), -1
-        else:
-            code = flat.VARIABLE_CODES[encoding.item]
-            where, bit, number = f.index, 0, numbers[f.name]
-        fields.append((code, where, bit, number, f.name))
+    layout = _field_layout(plan, flat)
+    fields = tuple((*place, f.name) for f, place in zip(plan.schema.fields, layout, strict=True))
     encoder: TextEncoder = flat.FlatEncoder(
         plan.schema_id,
         plan.schema.fix_sized_fields_length,
-        tuple(fields),
+        fields,
         plan.schema_order,
         struct.pack(">iiq", 0, _TYPE_COMPACT, plan.schema_id),
     )
